@@ -1,0 +1,275 @@
+"""The prompted forwards equal open_clip where they should and differ only where they should."""
+
+import math
+
+import open_clip
+import pytest
+import torch
+from open_clip.transformer import QuickGELU
+from safetensors.torch import save_file
+
+from vlp_core.backbone import (
+    FrozenTextFeatures,
+    WeightsNotFoundError,
+    encode_image_prompted,
+    encode_text_prompted,
+    init_context,
+    keep_indices,
+    load_clip,
+    prompt_token_ids,
+)
+from vlp_core.backbone import loading
+
+CLASSES = ["red circle", "blue square", "a very long class name with many words"]
+
+
+def _random_prompts(n_layers, n_ctx, width, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n_layers, n_ctx, width, generator=generator) * 0.02
+
+
+# ---------------------------------------------------------------- equivalence with open_clip
+
+
+def test_text_without_prompts_equals_encode_text(tiny):
+    ids = tiny.tokenizer(CLASSES)
+    ours = encode_text_prompted(tiny.model, ids)
+    torch.testing.assert_close(ours, tiny.model.encode_text(ids), atol=1e-5, rtol=0)
+
+
+def test_image_without_prompts_equals_encode_image(tiny, images):
+    out = encode_image_prompted(tiny.model, images)
+    torch.testing.assert_close(out.pooled, tiny.model.encode_image(images), atol=1e-5, rtol=0)
+
+
+def test_vit_b16_without_prompts_equals_open_clip():
+    bundle = load_clip("ViT-B-16-quickgelu")  # random weights, the real architecture
+    model = bundle.model
+    assert isinstance(model.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
+    image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    ids = bundle.tokenizer(["a photo of a dog."])
+    torch.testing.assert_close(encode_image_prompted(model, image).pooled, model.encode_image(image),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(encode_text_prompted(model, ids), model.encode_text(ids), atol=1e-5, rtol=0)
+
+
+def test_context_equal_to_the_words_it_replaces_changes_nothing(tiny):
+    """Learned context initialised from "a photo of a" reproduces the plain prompt exactly."""
+    ctx = init_context(tiny.model, tiny.tokenizer, "a photo of a", 4)
+    ids = prompt_token_ids(tiny.tokenizer, CLASSES, n_ctx=4)
+    plain = tiny.model.encode_text(tiny.tokenizer([f"a photo of a {c}." for c in CLASSES]))
+    torch.testing.assert_close(encode_text_prompted(tiny.model, ids, ctx=ctx), plain, atol=1e-5, rtol=0)
+
+
+def test_init_context_rejects_wrong_length(tiny):
+    with pytest.raises(ValueError, match="n_ctx is 2"):
+        init_context(tiny.model, tiny.tokenizer, "a photo of a", 2)
+
+
+# ---------------------------------------------------------------- token dropping
+
+
+def test_dropping_no_tokens_equals_plain_forward(tiny, images):
+    empty = torch.empty(2, 0, dtype=torch.long)
+    dropped = encode_image_prompted(tiny.model, images, drop=empty, patches=True)
+    plain = encode_image_prompted(tiny.model, images, patches=True)
+    torch.testing.assert_close(dropped.pooled, plain.pooled, atol=0, rtol=0)
+    torch.testing.assert_close(dropped.patches, plain.patches, atol=0, rtol=0)
+
+
+def test_dropping_tokens_changes_output_and_shapes(tiny, images):
+    drop = torch.tensor([[0, 5, 9], [63, 1, 2]])
+    out = encode_image_prompted(tiny.model, images, drop=drop, patches=True, local=True)
+    plain = encode_image_prompted(tiny.model, images)
+    assert out.patches.shape == (2, 61, 64) and out.local.shape == (2, 61, 64)
+    assert (out.pooled - plain.pooled).abs().max() > 1e-3
+
+
+def test_dropping_equals_running_on_the_kept_tokens(tiny, images):
+    """Patch i of the dropped forward is the kept patch keep[i] (positions travel with tokens)."""
+    drop = torch.tensor([[3, 7], [0, 63]])
+    hidden_dropped, hidden_plain = [], []
+    encode_image_prompted(tiny.model, images, drop=drop, hidden=hidden_dropped)
+    encode_image_prompted(tiny.model, images, hidden=hidden_plain)
+    kept = keep_indices(drop, 64)
+    assert kept[0].tolist() == [i for i in range(64) if i not in (3, 7)]
+    first_plain = hidden_plain[0][:, 1:]
+    expected = torch.stack([first_plain[b, kept[b]] for b in range(2)])
+    torch.testing.assert_close(hidden_dropped[0][:, 1:], expected, atol=1e-6, rtol=0)
+
+
+def test_keep_indices_rejects_repeated_drops():
+    with pytest.raises(ValueError, match="distinct"):
+        keep_indices(torch.tensor([[1, 1]]), 8)
+
+
+# ---------------------------------------------------------------- deep prompts
+
+
+@pytest.mark.parametrize("j", [1, 2])
+def test_text_deep_prompt_at_layer_j_leaves_earlier_layers_untouched(tiny, j):
+    ids = prompt_token_ids(tiny.tokenizer, CLASSES, n_ctx=2)
+    ctx = _random_prompts(1, 2, 64)[0]
+    deep = _random_prompts(2, 2, 64, seed=2)
+    changed = deep.clone()
+    changed[j - 1] += 1.0
+    h_a, h_b = [], []
+    encode_text_prompted(tiny.model, ids, ctx=ctx, deep_ctx=deep, hidden=h_a)
+    encode_text_prompted(tiny.model, ids, ctx=ctx, deep_ctx=changed, hidden=h_b)
+    for layer in range(j):
+        torch.testing.assert_close(h_a[layer], h_b[layer], atol=0, rtol=0)
+    assert (h_a[j] - h_b[j]).abs().max() > 0.5
+    # the replaced span is exactly the prompt, the sequence length never changes
+    torch.testing.assert_close(h_b[j][:, 1:3], changed[j - 1].expand(3, -1, -1), atol=0, rtol=0)
+    assert all(h.shape == h_a[0].shape for h in h_a)
+
+
+@pytest.mark.parametrize("j", [1, 2])
+def test_vision_deep_prompt_at_layer_j_leaves_earlier_layers_untouched(tiny, images, j):
+    ctx = _random_prompts(1, 4, 64)[0]
+    deep = _random_prompts(2, 4, 64, seed=3)
+    changed = deep.clone()
+    changed[j - 1] -= 1.0
+    h_a, h_b = [], []
+    encode_image_prompted(tiny.model, images, ctx=ctx, deep_ctx=deep, hidden=h_a)
+    encode_image_prompted(tiny.model, images, ctx=ctx, deep_ctx=changed, hidden=h_b)
+    for layer in range(j):
+        torch.testing.assert_close(h_a[layer], h_b[layer], atol=0, rtol=0)
+    assert (h_a[j] - h_b[j]).abs().max() > 0.5
+    torch.testing.assert_close(h_b[j][:, -4:], changed[j - 1].expand(2, -1, -1), atol=0, rtol=0)
+    assert all(h.shape == (2, 1 + 64 + 4, 64) for h in h_a)
+
+
+def test_vision_prompts_sit_after_the_patches_and_are_not_patch_outputs(tiny, images):
+    ctx = _random_prompts(1, 4, 64)[0]
+    out = encode_image_prompted(tiny.model, images, ctx=ctx, patches=True, local=True)
+    assert out.patches.shape == (2, 64, 64) and out.local.shape == (2, 64, 64)
+    plain = encode_image_prompted(tiny.model, images)
+    assert (out.pooled - plain.pooled).abs().max() > 1e-4
+
+
+def test_deep_vision_prompts_need_input_prompts(tiny, images):
+    with pytest.raises(ValueError, match="pass `ctx`"):
+        encode_image_prompted(tiny.model, images, deep_ctx=_random_prompts(2, 4, 64))
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def test_patch_embeddings_and_attention_maps(tiny, images):
+    out = encode_image_prompted(tiny.model, images, patches=True, attentions=True)
+    visual = tiny.model.visual
+    hidden = []
+    encode_image_prompted(tiny.model, images, hidden=hidden)
+    final = visual.transformer.resblocks[-1](hidden[-1])
+    torch.testing.assert_close(out.patches, visual.ln_post(final)[:, 1:] @ visual.proj, atol=1e-5, rtol=0)
+    assert len(out.attentions) == 3 and out.attentions[0].shape == (2, 1, 65, 65)
+    torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(2, 1, 65), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- gradients
+
+
+def test_gradients_reach_only_prompts_and_local_map(tiny, images):
+    model = tiny.model
+    assert not any(p.requires_grad for p in model.parameters())
+    text_ctx = _random_prompts(1, 2, 64)[0].requires_grad_()
+    text_deep = _random_prompts(2, 2, 64).requires_grad_()
+    vis_ctx = _random_prompts(1, 2, 64)[0].requires_grad_()
+    vis_deep = _random_prompts(2, 2, 64).requires_grad_()
+    local_proj = torch.nn.Linear(64, 64, bias=False)
+    ids = prompt_token_ids(tiny.tokenizer, CLASSES, n_ctx=2)
+    text = encode_text_prompted(model, ids, ctx=text_ctx, deep_ctx=text_deep)
+    out = encode_image_prompted(model, images, ctx=vis_ctx, deep_ctx=vis_deep, local=True, local_proj=local_proj)
+    loss = (out.pooled @ text.T).sum() + (out.local @ text.T).sum()
+    loss.backward()
+    for tensor in (text_ctx, text_deep, vis_ctx, vis_deep, local_proj.weight):
+        assert tensor.grad is not None and tensor.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters())
+
+
+# ---------------------------------------------------------------- frozen text cache
+
+
+def test_frozen_text_features_are_computed_once(tiny):
+    frozen = FrozenTextFeatures(tiny.model, tiny.tokenizer)
+    templates = ("a photo of a {}.", "a drawing of a {}.")
+    first = frozen(CLASSES, templates)
+    calls = frozen.encoder_calls
+    second = frozen(list(CLASSES), templates)
+    assert frozen.encoder_calls == calls == 2 and second is first
+    per_template = [torch.nn.functional.normalize(
+        tiny.model.encode_text(tiny.tokenizer([t.format(c) for c in CLASSES])), dim=-1) for t in templates]
+    expected = torch.nn.functional.normalize((per_template[0] + per_template[1]) / 2, dim=-1)
+    torch.testing.assert_close(first, expected, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def test_safetensors_round_trip(tiny, images, tmp_path):
+    source = load_clip("vlp-tiny", seed=7).model  # weights unlike the seed-0 default
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    loaded = load_clip("vlp-tiny", pretrained=str(path)).model
+    assert (source.encode_image(images) - tiny.model.encode_image(images)).abs().max() > 1e-3
+    torch.testing.assert_close(loaded.encode_image(images), source.encode_image(images), atol=0, rtol=0)
+    ids = tiny.tokenizer(CLASSES)
+    torch.testing.assert_close(loaded.encode_text(ids), source.encode_text(ids), atol=0, rtol=0)
+
+
+def test_openai_torchscript_file_loads_with_quick_gelu(tiny, images, tmp_path):
+    """vlp-tiny's config uses plain GELU; an OpenAI TorchScript archive must come back with QuickGELU."""
+    assert not isinstance(tiny.model.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
+    reference = open_clip.create_model("vlp-tiny", force_quick_gelu=True)
+    reference.load_state_dict(tiny.model.state_dict())
+    path = tmp_path / "ViT-tiny.pt"
+    torch.jit.save(torch.jit.script(reference), str(path))
+    loaded = load_clip("vlp-tiny", pretrained=str(path)).model
+    for block in loaded.visual.transformer.resblocks:
+        assert isinstance(block.mlp.gelu, QuickGELU)
+    torch.testing.assert_close(loaded.encode_image(images), reference.encode_image(images), atol=1e-6, rtol=0)
+
+
+def test_openai_tag_forces_quick_gelu(tmp_path, monkeypatch, tiny):
+    """open_clip builds plain GELU for ViT-B-16 + openai; the tag's cached weights get QuickGELU here."""
+    assert open_clip.get_pretrained_cfg("ViT-B-16", "openai")["quick_gelu"] is True
+    snapshot = tmp_path / "models--org--tiny" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (tmp_path / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "models--org--tiny" / "refs" / "main").write_text("abc")
+    save_file({k: v.contiguous() for k, v in tiny.model.state_dict().items()},
+              str(snapshot / "open_clip_model.safetensors"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    model = loading._load_tag("vlp-tiny", "openai", {"hf_hub": "org/tiny/", "quick_gelu": True})
+    assert isinstance(model.visual.transformer.resblocks[-1].mlp.gelu, QuickGELU)
+
+
+def test_missing_local_file_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere" / "ViT-B-16.pt"
+    with pytest.raises(WeightsNotFoundError) as info:
+        load_clip("ViT-B-16-quickgelu", pretrained=str(missing))
+    message = str(info.value)
+    assert str(missing) in message and "--pretrained" in message and "openai" in message
+
+
+def test_uncached_tag_without_network_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(loading, "_reachable", lambda host, timeout=3.0: False)
+    with pytest.raises(WeightsNotFoundError) as info:
+        load_clip("ViT-B-16", pretrained="openai")
+    message = str(info.value)
+    assert "timm/vit_base_patch16_clip_224.openai" in message
+    assert str(tmp_path / ".cache" / "clip" / "ViT-B-16.pt") in message
+    assert "--pretrained /path/to/weights" in message
+
+
+def test_unknown_model_lists_the_choices():
+    with pytest.raises(ValueError, match="vlp-tiny"):
+        load_clip("no-such-model")
+
+
+def test_logit_scale_is_frozen_and_finite(tiny):
+    assert not tiny.model.logit_scale.requires_grad
+    assert math.isfinite(tiny.model.logit_scale.exp().item())

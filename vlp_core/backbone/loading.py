@@ -1,0 +1,230 @@
+"""Loading CLIP: the bundled model, an open_clip name with a pretrained tag, or a local file.
+
+`load_clip` returns a frozen, eval-mode open_clip model with its test preprocessing and tokenizer.
+It never hangs on a missing download: weights that are neither cached nor reachable raise
+`WeightsNotFoundError`, which names the file it looked for and how to pass a local copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import open_clip
+import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from torch import nn
+
+ASSETS_DIR = Path(os.environ.get("VLP_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+RANDOM_INIT_MODELS = ("vlp-tiny",)  # registered configs that run with seeded random weights
+DEFAULT_MODEL = "vlp-tiny"
+_OPENAI_JIT_KEYS_TO_DROP = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+
+open_clip.add_model_config(CONFIG_DIR)
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """CLIP weights are not on this machine and cannot be downloaded now."""
+
+
+@dataclass
+class ClipBundle:
+    """A frozen CLIP and what it needs to read images and text."""
+
+    model: nn.Module
+    preprocess: Callable  # PIL image -> (3, S, S) float tensor, the test-time transform
+    tokenizer: Callable  # list[str] -> (N, L) long tensor
+    name: str
+    pretrained: str | None
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.visual.image_size
+        return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+    @property
+    def image_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        cfg = self.model.visual.preprocess_cfg
+        return tuple(cfg["mean"]), tuple(cfg["std"])
+
+
+def bundled_models() -> list[str]:
+    """Models that load offline: the ones shipped under `assets/` plus the random-init configs."""
+    shipped = sorted(p.parent.name for p in ASSETS_DIR.glob("*/open_clip_config.json"))
+    return shipped + list(RANDOM_INIT_MODELS)
+
+
+def load_clip(
+    model: str = DEFAULT_MODEL,
+    pretrained: str | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> ClipBundle:
+    """Load a frozen CLIP.
+
+    - `model` names a bundled model (`bundled_models()`; `pretrained` is ignored), or any open_clip
+      architecture (`open_clip.list_models()`), e.g. "ViT-B-16-quickgelu".
+    - `pretrained` is an open_clip tag ("openai", "laion2b_s34b_b88k", ...) or the path of a local
+      checkpoint: safetensors, a torch state dict, or OpenAI's TorchScript `.pt` file.
+    - `seed` seeds the random weights of a random-init config (and nothing else).
+    OpenAI weights always get QuickGELU, which they were trained with.
+    """
+    if (ASSETS_DIR / model / "open_clip_config.json").is_file():
+        clip = open_clip.create_model(f"local-dir:{ASSETS_DIR / model}", device="cpu")
+        pretrained = str(ASSETS_DIR / model)
+    elif model in RANDOM_INIT_MODELS and pretrained is None:
+        with torch.random.fork_rng(devices=[]), _quiet_logging():
+            torch.manual_seed(seed)
+            clip = open_clip.create_model(model, device="cpu")
+    else:
+        clip = _load_open_clip(model, pretrained)
+    clip = clip.to(device).eval().requires_grad_(False)
+    preprocess = image_transform_v2(PreprocessCfg(**clip.visual.preprocess_cfg), is_train=False)
+    tokenizer = open_clip.get_tokenizer(_tokenizer_name(model))
+    return ClipBundle(clip, preprocess, tokenizer, model, pretrained)
+
+
+@contextmanager
+def _quiet_logging():
+    """Silence open_clip's 'initialized randomly' warning where random weights are the intent."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _tokenizer_name(model: str) -> str:
+    if (ASSETS_DIR / model / "open_clip_config.json").is_file():
+        return f"local-dir:{ASSETS_DIR / model}"
+    return model
+
+
+def _load_open_clip(model: str, pretrained: str | None) -> nn.Module:
+    if model not in open_clip.list_models():
+        raise ValueError(
+            f"Unknown model {model!r}. Use a bundled model ({', '.join(bundled_models())}) or an "
+            f"open_clip architecture such as 'ViT-B-16-quickgelu' (see open_clip.list_models())."
+        )
+    if pretrained is None:
+        with _quiet_logging():
+            return open_clip.create_model(model, device="cpu")
+    tag_cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if tag_cfg:
+        return _load_tag(model, pretrained, tag_cfg)
+    return _load_file(model, Path(pretrained).expanduser())
+
+
+def _load_tag(model: str, tag: str, tag_cfg: dict) -> nn.Module:
+    """Weights of a known open_clip tag: from the local caches, else downloaded if reachable."""
+    quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    cached = _cached_weights(tag_cfg)
+    if cached is not None:
+        return _create_with_weights(model, cached, quick_gelu)
+    candidates = _weight_locations(tag_cfg)
+    if not any(_reachable(host) for host, _ in candidates):
+        looked = "\n".join(f"  - {where}" for _, where in candidates)
+        raise WeightsNotFoundError(
+            f"CLIP weights for {model} / {tag} are not on this machine and the network is unreachable.\n"
+            f"Looked for:\n{looked}\n"
+            f"Fix: download that file on a machine with network access, copy it here and pass its path, "
+            f"e.g. `--model {model} --pretrained /path/to/weights` "
+            f"(in Python: load_clip({model!r}, pretrained='/path/to/weights'))."
+        )
+    return open_clip.create_model(model, pretrained=tag, force_quick_gelu=quick_gelu, device="cpu")
+
+
+def _weight_locations(tag_cfg: dict) -> list[tuple[str, str]]:
+    """(host, human-readable location) of every place a tag's weights may come from."""
+    places = []
+    if tag_cfg.get("hf_hub"):
+        repo, filename = os.path.split(tag_cfg["hf_hub"])
+        places.append(("huggingface.co", f"Hugging Face {repo}/{filename or 'open_clip_pytorch_model.bin'} "
+                                         f"(cache: {_hf_cache_dir()})"))
+    if tag_cfg.get("url"):
+        url = tag_cfg["url"]
+        cache = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+        places.append((urlparse(url).hostname or "", f"{url} (cache: {cache})"))
+    return places
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _cached_weights(tag_cfg: dict) -> Path | None:
+    """The local file of a tag's weights, if a previous download left one in a cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if tag_cfg.get("hf_hub"):
+        repo, filename = os.path.split(tag_cfg["hf_hub"])
+        filename = filename or "open_clip_pytorch_model.bin"
+        stem = filename.rsplit(".", 1)[0]
+        for candidate in (f"{stem}.safetensors", "open_clip_model.safetensors", filename):
+            found = try_to_load_from_cache(repo, candidate)
+            if isinstance(found, str):
+                return Path(found)
+    if tag_cfg.get("url"):
+        path = Path("~/.cache/clip").expanduser() / os.path.basename(tag_cfg["url"])
+        if path.is_file():
+            return path
+    return None
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_file(model: str, path: Path) -> nn.Module:
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"No checkpoint at {path} (for model {model}). Pass an existing file: a .safetensors file, "
+            f"a torch state dict (.pt/.pth/.bin) or OpenAI's TorchScript .pt, e.g. "
+            f"`--model {model} --pretrained /path/to/ViT-B-16.pt`, or an open_clip tag "
+            f"({', '.join(open_clip.list_pretrained_tags_by_model(model)) or 'none for this model'})."
+        )
+    if _is_torchscript_archive(path):
+        return _create_from_openai_jit(model, path)
+    return _create_with_weights(model, path, quick_gelu=False)
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """OpenAI's `.pt` files are TorchScript zip archives with a `code/` folder."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
+def _create_from_openai_jit(model: str, path: Path) -> nn.Module:
+    """Read the weights out of an OpenAI TorchScript archive (no unpickling) into `model` + QuickGELU."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    for key in _OPENAI_JIT_KEYS_TO_DROP:
+        state.pop(key, None)
+    clip = open_clip.create_model(model, force_quick_gelu=True, device="cpu")
+    clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return clip
+
+
+def _create_with_weights(model: str, path: Path, quick_gelu: bool) -> nn.Module:
+    """Build `model` and load a safetensors file or a weights-only torch state dict into it."""
+    return open_clip.create_model(
+        model, pretrained=str(path), force_quick_gelu=quick_gelu, device="cpu", weights_only=True
+    )

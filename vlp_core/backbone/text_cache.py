@@ -1,0 +1,45 @@
+"""Frozen text features, computed once per (class list, templates) and reused."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class FrozenTextFeatures:
+    """Normalised prompt-free CLIP text features of class names, cached per class list.
+
+    `encoder_calls` counts the text-encoder passes actually run, so callers (and tests) can check
+    that nothing is recomputed inside a training step.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, batch_size: int = 512):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.encoder_calls = 0
+        self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], Tensor] = {}
+
+    def __call__(self, class_names: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",)) -> Tensor:
+        """(C, D) unit vectors: per class, the normalised mean over templates of normalised features."""
+        key = (tuple(class_names), tuple(templates))
+        if key not in self._cache:
+            self._cache[key] = self._encode(key[0], key[1])
+        return self._cache[key]
+
+    @torch.no_grad()
+    def _encode(self, class_names: tuple[str, ...], templates: tuple[str, ...]) -> Tensor:
+        device = self.model.token_embedding.weight.device
+        per_template = []
+        for template in templates:
+            texts = [template.format(name) for name in class_names]
+            chunks = []
+            for start in range(0, len(texts), self.batch_size):
+                ids = self.tokenizer(texts[start : start + self.batch_size]).to(device)
+                chunks.append(F.normalize(self.model.encode_text(ids).float(), dim=-1))
+                self.encoder_calls += 1
+            per_template.append(torch.cat(chunks))
+        return F.normalize(torch.stack(per_template).mean(0), dim=-1)
