@@ -71,16 +71,18 @@ def load_clip(
 ) -> ClipBundle:
     """Load a frozen CLIP.
 
-    - `model` names a bundled model (`bundled_models()`; `pretrained` is ignored), or any open_clip
+    - `model` names a bundled model (`bundled_models()`) or a folder in open_clip's local-dir layout
+      (`open_clip_config.json` + weights; `pretrained` is ignored for both), or any open_clip
       architecture (`open_clip.list_models()`), e.g. "ViT-B-16-quickgelu".
     - `pretrained` is an open_clip tag ("openai", "laion2b_s34b_b88k", ...) or the path of a local
       checkpoint: safetensors, a torch state dict, or OpenAI's TorchScript `.pt` file.
     - `seed` seeds the random weights of a random-init config (and nothing else).
     OpenAI weights always get QuickGELU, which they were trained with.
     """
-    if (ASSETS_DIR / model / "open_clip_config.json").is_file():
-        clip = open_clip.create_model(f"local-dir:{ASSETS_DIR / model}", device="cpu")
-        pretrained = str(ASSETS_DIR / model)
+    model_dir = _model_dir(model)
+    if model_dir is not None:
+        clip = open_clip.create_model(f"local-dir:{model_dir}", device="cpu")
+        pretrained = str(model_dir)
     elif model in RANDOM_INIT_MODELS and pretrained is None:
         with torch.random.fork_rng(devices=[]), _quiet_logging():
             torch.manual_seed(seed)
@@ -89,7 +91,7 @@ def load_clip(
         clip = _load_open_clip(model, pretrained)
     clip = clip.to(device).eval().requires_grad_(False)
     preprocess = image_transform_v2(PreprocessCfg(**clip.visual.preprocess_cfg), is_train=False)
-    tokenizer = open_clip.get_tokenizer(_tokenizer_name(model))
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{model_dir}" if model_dir is not None else model)
     return ClipBundle(clip, preprocess, tokenizer, model, pretrained)
 
 
@@ -103,10 +105,12 @@ def _quiet_logging():
         logging.disable(logging.NOTSET)
 
 
-def _tokenizer_name(model: str) -> str:
-    if (ASSETS_DIR / model / "open_clip_config.json").is_file():
-        return f"local-dir:{ASSETS_DIR / model}"
-    return model
+def _model_dir(model: str) -> Path | None:
+    """The folder of a bundled model name, or `model` itself if it is such a folder."""
+    for candidate in (ASSETS_DIR / model, Path(model).expanduser()):
+        if (candidate / "open_clip_config.json").is_file():
+            return candidate
+    return None
 
 
 def _load_open_clip(model: str, pretrained: str | None) -> nn.Module:

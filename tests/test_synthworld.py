@@ -1,0 +1,247 @@
+"""SynthWorld: determinism, masks, domains, held-out combinations, suites and captions."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlp_core.data.base import SPLITS, ClassificationData
+from vlp_core.data.fewshot import base_novel_labels
+from vlp_core.data.synthworld import (
+    ALL_SHAPES,
+    COLOURS,
+    HELD_OUT_COMBOS,
+    OOD_SHAPES,
+    SHAPES,
+    STYLES,
+    caption,
+    get_suite,
+    item_rng,
+    list_suites,
+    pretraining_batch,
+    pretraining_example,
+    render,
+    sample_scene,
+)
+from vlp_core.data.synthworld.attributes import SEEN_COMBOS, article
+from vlp_core.data.synthworld.geometry import SDF
+from vlp_core.data.synthworld.suites import SCENE_PAIRS
+
+SMALL = {"n_train": 4, "n_val": 2, "n_test": 3}
+DOMAINS = [style for style in STYLES if style != "photo"]
+
+
+def _simple_scene(shape: str, index: int = 0, style: str = "photo"):
+    """A solid main object on a plain background with no distractors, upright."""
+    spec = sample_scene(item_rng(0, "test", "test", index), shape=shape, pattern="solid")
+    main = replace(spec.main, rotation=0.0)
+    return replace(spec, main=main, background="plain", distractors=(), style=style)
+
+
+def test_every_shape_has_a_distance_function_and_ood_shapes_are_extra():
+    assert set(SDF) == set(ALL_SHAPES)
+    assert len(SHAPES) >= 12 and 3 <= len(OOD_SHAPES) <= 4
+    assert not set(SHAPES) & set(OOD_SHAPES)
+
+
+@pytest.mark.parametrize("name", ["shapes", "scenes", "shapes@noisy"])
+def test_same_address_gives_identical_pixels_and_mask(name):
+    first = get_suite(name, seed=3, **SMALL).render_item("train", 5)
+    again = get_suite(name, seed=3, **SMALL).render_item("train", 5)
+    assert np.array_equal(first[0], again[0])
+    assert np.array_equal(first[1], again[1])
+    assert first[2] == again[2]
+
+
+def test_other_seed_or_index_gives_other_pixels():
+    suite = get_suite("shapes", seed=0, **SMALL)
+    image = suite.render_item("test", 0)[0]
+    assert not np.array_equal(image, get_suite("shapes", seed=1, **SMALL).render_item("test", 0)[0])
+    assert not np.array_equal(image, suite.render_item("test", 12)[0])  # same label, next item
+    assert not np.array_equal(image, suite.render_item("val", 0)[0])
+
+
+@pytest.mark.parametrize("shape", SHAPES + OOD_SHAPES)
+def test_mask_is_the_object_and_it_stands_out(shape):
+    spec = _simple_scene(shape)
+    image, mask = render(spec, 64)
+    assert mask.dtype == bool and mask.shape == (64, 64)
+    assert mask.sum() >= 20
+    inside = image[mask].astype(float).mean(axis=0)
+    outside = image[~mask].astype(float).mean(axis=0)
+    assert np.linalg.norm(inside - outside) > 60
+    # The object colour (shaded) is what shows under the mask, the background colour outside.
+    assert np.linalg.norm(inside - np.array(spec.main.rgb)) < np.linalg.norm(inside - outside)
+
+
+def test_circle_mask_has_the_circle_area():
+    spec = _simple_scene("circle")
+    _, mask = render(spec, 128)
+    radius_px = 0.82 * spec.main.radius * 128  # the circle's radius in its unit disk
+    assert mask.sum() == pytest.approx(math.pi * radius_px**2, rel=0.04)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_every_style_keeps_the_mask_of_the_main_object(style):
+    suite = get_suite("shapes", **SMALL)
+    for index in range(6):
+        spec = suite.scene("test", index).with_style(style)
+        image, mask = render(spec, 64)
+        assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
+        assert mask.sum() >= 10
+        # The main object lies inside the image, so its mask never touches the border.
+        assert not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def test_sketch_is_outlines_on_light_paper():
+    spec = _simple_scene("square", style="sketch")
+    image, mask = render(spec, 64)
+    brightness = image.astype(float).mean(axis=2)
+    cy, cx = int(spec.main.y * 64), int(spec.main.x * 64)
+    assert mask[cy, cx] and brightness[cy - 2 : cy + 3, cx - 2 : cx + 3].min() > 200  # no fill
+    assert brightness[[0, 0, -1, -1], [0, -1, 0, -1]].min() > 200  # paper
+    assert brightness[mask].min() < 170  # an ink line runs along the object's edge
+
+
+@pytest.mark.parametrize("style", DOMAINS)
+def test_domains_share_labels_and_scenes_with_shapes_but_not_pixels(style):
+    source = get_suite("shapes", **SMALL)
+    domain = get_suite(f"shapes@{style}", **SMALL)
+    assert domain.classnames == source.classnames
+    source_items, domain_items = source.split("test"), domain.split("test")
+    assert [d.label for d in domain_items] == [d.label for d in source_items]
+    assert {d.domain for d in domain_items} == {style}
+    for index in (0, 7):
+        image, mask, spec = domain.render_item("test", index)
+        source_image, _, source_spec = source.render_item("test", index)
+        assert spec == source_spec.with_style(style)
+        assert not np.array_equal(image, source_image)
+
+
+def test_held_out_combos_cover_every_word_elsewhere():
+    assert 12 <= len(HELD_OUT_COMBOS) <= 16
+    assert len(set(HELD_OUT_COMBOS)) == len(HELD_OUT_COMBOS)
+    assert not set(HELD_OUT_COMBOS) & set(SEEN_COMBOS)
+    assert {c for c, _ in SEEN_COMBOS} == set(COLOURS)
+    assert {s for _, s in SEEN_COMBOS} == set(SHAPES)
+    assert {s for _, s in HELD_OUT_COMBOS} == set(SHAPES)
+
+
+def test_pretraining_never_draws_a_held_out_combo():
+    held_out = set(HELD_OUT_COMBOS)
+    phrases = [re.compile(rf"\b{c} {s}\b") for c, s in HELD_OUT_COMBOS]
+    styles, shapes = Counter(), Counter()
+    for index in range(400):
+        spec, text = pretraining_example(index, seed=0)
+        for obj in (spec.main, *spec.distractors):
+            assert (obj.colour, obj.shape) not in held_out
+        assert not any(phrase.search(text) for phrase in phrases)
+        styles[spec.style] += 1
+        shapes[spec.main.shape] += 1
+    assert set(styles) == set(STYLES)
+    assert set(OOD_SHAPES) <= set(shapes)
+
+
+def test_pretraining_batch_is_the_stream_rendered():
+    images, captions = pretraining_batch(10, 6, seed=2, size=32)
+    assert images.shape == (6, 32, 32, 3) and images.dtype == np.uint8
+    for i in range(6):
+        spec, text = pretraining_example(10 + i, seed=2)
+        assert captions[i] == text
+        assert np.array_equal(images[i], render(spec, 32)[0])
+    again, _ = pretraining_batch(12, 2, seed=2, size=32)
+    assert np.array_equal(again, images[2:4])
+
+
+@pytest.mark.parametrize("name", list_suites())
+def test_suite_classes_unique_and_labels_balanced(name):
+    suite = get_suite(name, **SMALL)
+    assert isinstance(suite, ClassificationData)
+    names = suite.classnames
+    assert len(names) == len(set(names)) >= 4
+    for split in SPLITS:
+        items = suite.split(split)
+        counts = Counter(d.label for d in items)
+        assert sorted(counts) == list(range(len(names)))
+        assert set(counts.values()) == {SMALL[f"n_{split}"]}
+        assert len({d.key for d in items}) == len(items)
+        assert all(d.classname == names[d.label] for d in items)
+
+
+def test_suite_class_counts():
+    counts = {name: len(get_suite(name).classnames) for name in list_suites()}
+    assert counts["shapes"] == len(SHAPES)
+    assert 24 <= counts["colour_shapes"] <= 32
+    assert counts["ood"] == len(OOD_SHAPES)
+    assert {f"shapes@{style}" for style in DOMAINS} <= set(counts)
+
+
+def _label_of(name: str, spec) -> str:
+    """The class name a scene must have, read from the scene itself."""
+    main = spec.main
+    if name == "colour_shapes":
+        return f"{main.colour} {main.shape}"
+    if name == "patterns":
+        return f"{main.pattern} {main.shape}"
+    if name == "scenes":
+        (other,) = spec.distractors
+        pair = next(p for p in SCENE_PAIRS if {main.shape, other.shape} == set(p))
+        return f"{pair[0]} and {article(pair[1])} {pair[1]}"
+    return main.shape
+
+
+@pytest.mark.parametrize("name", ["shapes", "colour_shapes", "patterns", "scenes", "ood"])
+def test_labels_describe_the_scenes(name):
+    suite = get_suite(name, **SMALL)
+    for datum in suite.split("val"):
+        split, index = datum.key.split("/")
+        assert _label_of(name, suite.scene(split, int(index))) == datum.classname
+
+
+def test_colour_shapes_held_out_combos_are_the_novel_half():
+    suite = get_suite("colour_shapes", **SMALL)
+    base, novel = base_novel_labels(suite.split("train"))
+    held_out = {f"{c} {s}" for c, s in HELD_OUT_COMBOS}
+    assert held_out <= {suite.classnames[i] for i in novel}
+    assert not held_out & {suite.classnames[i] for i in base}
+
+
+def test_ood_suite_uses_only_ood_shapes():
+    ood = get_suite("ood", **SMALL)
+    assert ood.classnames == list(OOD_SHAPES)
+    assert not set(ood.classnames) & set(get_suite("shapes").classnames)
+    for index in range(8):
+        spec = ood.scene("test", index)
+        assert spec.main.shape in OOD_SHAPES
+        assert all(d.shape in SHAPES for d in spec.distractors)
+
+
+@pytest.mark.parametrize("size", [32, 48, 96])
+def test_load_image_is_rgb_of_the_requested_size(size):
+    suite = get_suite("patterns", image_size=size, **SMALL)
+    datum = suite.split("test")[3]
+    image = suite.load_image(datum)
+    assert isinstance(image, Image.Image) and image.mode == "RGB" and image.size == (size, size)
+    mask = suite.load_mask(datum)
+    assert mask.shape == (size, size) and mask.dtype == bool and mask.any()
+
+
+def test_captions_name_the_main_colour_and_shape():
+    rng = np.random.default_rng(0)
+    for index in range(60):
+        spec, _ = pretraining_example(index, seed=5)
+        text = caption(spec, rng)
+        words = text.split()
+        assert spec.main.colour in words and spec.main.shape in words
+        assert "  " not in text and " a a" not in text
+
+
+def test_unknown_suite_is_an_error():
+    with pytest.raises(KeyError, match="shapes"):
+        get_suite("no-such-suite")
