@@ -273,3 +273,12 @@ def test_unknown_model_lists_the_choices():
 def test_logit_scale_is_frozen_and_finite(tiny):
     assert not tiny.model.logit_scale.requires_grad
     assert math.isfinite(tiny.model.logit_scale.exp().item())
+
+
+def test_frozen_text_raw_feature_average_for_promptsrc(tiny):
+    frozen = FrozenTextFeatures(tiny.model, tiny.tokenizer)
+    templates = ("a photo of a {}.", "art of the {}.")
+    raw = [tiny.model.encode_text(tiny.tokenizer([t.format(c) for c in CLASSES])) for t in templates]
+    expected = torch.nn.functional.normalize((raw[0] + raw[1]) / 2, dim=-1)
+    torch.testing.assert_close(frozen(CLASSES, templates, normalize_each=False), expected, atol=1e-5, rtol=0)
+    assert (frozen(CLASSES, templates) - expected).abs().max() > 1e-6  # the unit-vector mean differs

@@ -26,7 +26,7 @@ from torch import nn
 ASSETS_DIR = Path(os.environ.get("VLP_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 RANDOM_INIT_MODELS = ("vlp-tiny",)  # registered configs that run with seeded random weights
-DEFAULT_MODEL = "vlp-tiny"
+DEFAULT_MODEL = "synth-clip" if (ASSETS_DIR / "synth-clip" / "open_clip_config.json").is_file() else "vlp-tiny"
 _OPENAI_JIT_KEYS_TO_DROP = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 open_clip.add_model_config(CONFIG_DIR)
@@ -82,7 +82,7 @@ def load_clip(
     model_dir = _model_dir(model)
     if model_dir is not None:
         clip = open_clip.create_model(f"local-dir:{model_dir}", device="cpu")
-        pretrained = str(model_dir)
+        pretrained = "bundled" if model_dir.parent == ASSETS_DIR else str(model_dir)
     elif model in RANDOM_INIT_MODELS and pretrained is None:
         with torch.random.fork_rng(devices=[]), _quiet_logging():
             torch.manual_seed(seed)

@@ -62,21 +62,37 @@ def encode_text_prompted(
         before the positional embedding is added.
     deep_ctx: (J-1, n, Dt) or (J-1, N, n, Dt); entry j-1 replaces the tokens at 1..n at the input
         of block j, for j = 1..J-1.
-    hidden: if a list is given, the input of every block (N, L, Dt) is appended to it.
+    hidden: if a list is given, the input of every block (N, L', Dt) is appended to it, where L'
+        ends at the batch's last EOT token (see `_trim_to_eot`).
     """
+    token_ids, attn_mask = _trim_to_eot(model, token_ids)
+    length = token_ids.shape[1]
     x = model.token_embedding(token_ids)
     if ctx is not None:
         x = _replace_span(x, 1, ctx)
-    x = x + model.positional_embedding.to(x.dtype)
+    x = x + model.positional_embedding[:length].to(x.dtype)
     for j, block in enumerate(model.transformer.resblocks):
         if deep_ctx is not None and 1 <= j <= deep_ctx.shape[0]:
             x = _replace_span(x, 1, deep_ctx[j - 1])
         if hidden is not None:
             hidden.append(x)
-        x = block(x, attn_mask=model.attn_mask)
+        x = block(x, attn_mask=attn_mask)
     x = model.ln_final(x)
     pooled = text_global_pool(x, token_ids, model.text_pool_type, getattr(model, "text_eos_id", None))
     return pooled @ model.text_projection
+
+
+def _trim_to_eot(model: nn.Module, token_ids: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Drop the padding after the last EOT of the batch: (N, L) -> (N, L') and the (L', L') mask.
+
+    With a causal mask no token attends to later ones, so the EOT features are unchanged while the
+    encoder runs on L' (about 15 for class names) instead of the context length (77).
+    """
+    mask = model.attn_mask
+    if mask is None or model.text_pool_type != "argmax":
+        return token_ids, mask
+    length = int(token_ids.argmax(dim=-1).max()) + 1
+    return token_ids[:, :length], mask[:length, :length]
 
 
 @dataclass

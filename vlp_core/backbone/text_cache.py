@@ -21,17 +21,22 @@ class FrozenTextFeatures:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.encoder_calls = 0
-        self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], Tensor] = {}
+        self._cache: dict[tuple, Tensor] = {}
 
-    def __call__(self, class_names: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",)) -> Tensor:
-        """(C, D) unit vectors: per class, the normalised mean over templates of normalised features."""
-        key = (tuple(class_names), tuple(templates))
+    def __call__(self, class_names: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",),
+                 normalize_each: bool = True) -> Tensor:
+        """(C, D) unit vectors: per class, the normalised mean over templates of the text features.
+
+        normalize_each: average unit vectors (CLIP's zero-shot ensemble) or the raw features
+        (PromptSRC's frozen teacher); identical for a single template.
+        """
+        key = (tuple(class_names), tuple(templates), normalize_each)
         if key not in self._cache:
-            self._cache[key] = self._encode(key[0], key[1])
+            self._cache[key] = self._encode(key[0], key[1], normalize_each)
         return self._cache[key]
 
     @torch.no_grad()
-    def _encode(self, class_names: tuple[str, ...], templates: tuple[str, ...]) -> Tensor:
+    def _encode(self, class_names: tuple[str, ...], templates: tuple[str, ...], normalize_each: bool) -> Tensor:
         device = self.model.token_embedding.weight.device
         per_template = []
         for template in templates:
@@ -39,7 +44,8 @@ class FrozenTextFeatures:
             chunks = []
             for start in range(0, len(texts), self.batch_size):
                 ids = self.tokenizer(texts[start : start + self.batch_size]).to(device)
-                chunks.append(F.normalize(self.model.encode_text(ids).float(), dim=-1))
+                features = self.model.encode_text(ids).float()
+                chunks.append(F.normalize(features, dim=-1) if normalize_each else features)
                 self.encoder_calls += 1
             per_template.append(torch.cat(chunks))
         return F.normalize(torch.stack(per_template).mean(0), dim=-1)

@@ -10,7 +10,7 @@ from typing import Sequence
 from vlp_core.data.base import Datum, relabel
 
 
-def _by_label_in_order(items: Sequence[Datum]) -> dict[int, list[Datum]]:
+def group_by_label(items: Sequence[Datum]) -> dict[int, list[Datum]]:
     """Group items by label, the groups in order of first appearance (CoOp's order)."""
     groups: dict[int, list[Datum]] = defaultdict(list)
     for item in items:
@@ -20,7 +20,7 @@ def _by_label_in_order(items: Sequence[Datum]) -> dict[int, list[Datum]]:
 
 def _sample_per_class(items: Sequence[Datum], shots: int, rng: random.Random) -> list[Datum]:
     chosen: list[Datum] = []
-    for group in _by_label_in_order(items).values():
+    for group in group_by_label(items).values():
         chosen.extend(rng.sample(group, shots) if len(group) >= shots else list(group))
     return chosen
 

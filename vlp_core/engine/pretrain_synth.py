@@ -90,7 +90,7 @@ def _save_state(state_dir: Path, model, optimizer, step: int, config: PretrainCo
     for group in optimizer.param_groups:
         for p in group["params"]:
             for key, value in optimizer.state.get(p, {}).items():
-                tensors[f"optim.{names[id(p)]}.{key}"] = value.contiguous().reshape(value.shape or (1,))
+                tensors[f"optim.{names[id(p)]}.{key}"] = value.contiguous()
     save_file(tensors, str(state_dir / "state.safetensors.tmp"))
     (state_dir / "state.json.tmp").write_text(json.dumps({"step": step, "config": asdict(config)}))
     os.replace(state_dir / "state.safetensors.tmp", state_dir / "state.safetensors")
@@ -106,9 +106,8 @@ def _load_state(state_dir: Path, model, optimizer, config: PretrainConfig) -> in
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     for name, p in model.named_parameters():
         entries = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"optim.{name}.")}
-        if entries:
-            entries["step"] = entries["step"].reshape(())
-            optimizer.state[p] = entries
+        if entries:  # moments have the parameter's shape, "step" is a scalar
+            optimizer.state[p] = {k: v.reshape(()) if k == "step" else v.reshape(p.shape) for k, v in entries.items()}
     return meta["step"]
 
 

@@ -115,6 +115,7 @@ def train(
     for epoch in range(result.epochs_run, config.epochs):
         torch.manual_seed(epoch_seed(config.seed, epoch))
         loader.generator.manual_seed(epoch_seed(config.seed, epoch))
+        method.reseed(epoch_seed(config.seed, epoch))
         lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -157,8 +158,8 @@ def _save_checkpoint(out_dir: Path, method: PromptMethod, optimizer, config: Tra
         buffer = optimizer.state.get(param, {}).get("momentum_buffer")
         if buffer is not None:
             tensors[f"optim.{index}.momentum_buffer"] = buffer.detach().contiguous()
-    meta = {"method": method.name, "epochs_run": result.epochs_run, "config": asdict(config),
-            "history": result.history}
+    meta = {"method": method.name, "method_config": asdict(method.config), "classes": method.class_names,
+            "epochs_run": result.epochs_run, "config": asdict(config), "history": result.history}
     save_file(tensors, str(out_dir / (CHECKPOINT_TENSORS + ".tmp")))
     (out_dir / (CHECKPOINT_META + ".tmp")).write_text(json.dumps(meta, indent=2))
     os.replace(out_dir / (CHECKPOINT_TENSORS + ".tmp"), out_dir / CHECKPOINT_TENSORS)

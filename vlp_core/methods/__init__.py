@@ -1,5 +1,14 @@
 """Prompt-learning methods over the shared backbone, one module each."""
 
 from vlp_core.methods.base import PromptMethod
+from vlp_core.methods.coop import CoOp, CoOpConfig
+from vlp_core.methods.disa import DiSa, DiSaConfig
+from vlp_core.methods.gallop import GalLoP, GalLoPConfig
+from vlp_core.methods.ivlp import IVLP, IVLPConfig
+from vlp_core.methods.promptsrc import PromptSRC, PromptSRCConfig
+from vlp_core.methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
 
-__all__ = ["PromptMethod"]
+__all__ = [
+    "CoOp", "CoOpConfig", "DiSa", "DiSaConfig", "GalLoP", "GalLoPConfig", "IVLP", "IVLPConfig",
+    "PromptMethod", "PromptSRC", "PromptSRCConfig", "ZeroShotCLIP", "ZeroShotConfig",
+]

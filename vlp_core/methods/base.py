@@ -29,6 +29,7 @@ class PromptMethod(nn.Module):
         self.clip = clip  # a plain attribute, not a submodule: never trained, never saved
         self.frozen_text = frozen_text or FrozenTextFeatures(clip.model, clip.tokenizer)
         self.class_names: list[str] = []
+        self.generator = torch.Generator()  # the method's own random draws in training (CPU)
 
     @property
     def device(self) -> torch.device:
@@ -42,6 +43,11 @@ class PromptMethod(nn.Module):
     def set_classes(self, class_names: Iterable[str]) -> None:
         """Switch the class list (e.g. base -> novel) without touching the learned tensors."""
         self.class_names = list(class_names)
+
+    def reseed(self, seed: int) -> None:
+        """Seed the method's training draws (masks, prompt dropout). The trainer calls it at the start
+        of every epoch, so a run resumed at an epoch boundary repeats the uninterrupted run's draws."""
+        self.generator.manual_seed(seed)
 
     def prepare_training(self, images_by_batch: Iterable[tuple[Tensor, Tensor]]) -> None:
         """Called once before training with (images, labels) batches of the training split

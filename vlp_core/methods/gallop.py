@@ -1,0 +1,306 @@
+"""GalLoP: global and local prompts for CLIP (Lafon et al., ECCV 2024), per `specs/gallop.md`.
+
+Learned: Mg global and Ml local text prompts (shallow, n_ctx tokens each, initialised to "a photo
+of a") and `local_proj`, a bias-free Dv x Dv map (identity at init) applied to the value-only local
+features of the last visual block before CLIP's `proj`. Global prompts score the CLS embedding
+(prompt dropout in training); each local prompt n scores the mean of its top-k_n patches.
+
+Notation: B images, C classes, P patch tokens, Dv vision width, Dt text width, D joint size,
+Mg / Ml global / local prompts, G (B, C, Mg) and L (B, P, C, Ml) raw cosines, s the frozen logit
+scale (100 for OpenAI weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from vlp_core.backbone import (
+    ClipBundle,
+    FrozenTextFeatures,
+    encode_image_prompted,
+    encode_text_prompted,
+    init_context,
+    prompt_token_ids,
+)
+from vlp_core.methods.base import PromptMethod
+from vlp_core.methods.ood import gl_mcm, l_mcm, mcm
+from vlp_core.methods.topk import (
+    DROPOUT_SAMPLINGS,
+    DropoutSampling,
+    clip_ks,
+    dropout_global,
+    topk_local_scores,
+    topk_patch_mask,
+)
+
+
+@dataclass
+class GalLoPConfig:
+    """GalLoP options; defaults are the paper's ViT-B/16 settings and the official code's behaviour."""
+
+    n_global: int = 4  # Mg
+    n_local: int = 4  # Ml
+    n_ctx: int = 4  # learned tokens per prompt
+    ctx_init: str = "a photo of a"  # must tokenise to n_ctx tokens
+    topk: tuple[int, ...] = (5, 10, 15, 20)  # k_n per local prompt, clipped to P
+    dropout: float = 0.75  # global prompt dropout p (training loss only)
+    dropout_sampling: DropoutSampling = "with_replacement"  # official; see `dropout_global`
+    template: str = "{}"  # text after the prompt: the bare class name, no period (official code)
+    text_chunk_size: int = 1024  # sequences per text-encoder call
+    text_checkpoint: bool = False  # recompute text activations per chunk in backward (less memory)
+    seed: int = 0  # seeds the prompt-dropout draws (the trainer reseeds them every epoch)
+
+    def __post_init__(self) -> None:
+        self.topk = tuple(int(k) for k in self.topk)
+        if len(self.topk) != self.n_local:
+            raise ValueError(f"topk has {len(self.topk)} values but n_local is {self.n_local}")
+        if self.dropout_sampling not in DROPOUT_SAMPLINGS:
+            raise ValueError(f"dropout_sampling must be one of {DROPOUT_SAMPLINGS}, got {self.dropout_sampling!r}")
+        if min(self.n_global, self.n_local, self.text_chunk_size, *self.topk) < 1:
+            raise ValueError("n_global, n_local, text_chunk_size and every k must be at least 1")
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """The paper's optimiser: SGD on the prompts and `local_proj`, cosine decay per epoch, no warm-up."""
+
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 0.01
+    warmup_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingPreset:
+    """Epochs and batch size of a dataset's run, with the optimiser settings."""
+
+    epochs: int
+    batch_size: int
+    optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
+
+    def train_kwargs(self) -> dict[str, float | int]:
+        """Flat epochs, batch_size, lr, momentum, weight_decay, warmup_epochs (the trainer's names)."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size, **asdict(self.optimizer)}
+
+
+# The paper scripts' ViT-B/16 16-shot settings (spec section 10), keyed by dataset, plus SynthWorld.
+PRESETS: dict[str, TrainingPreset] = {
+    "ImageNet": TrainingPreset(epochs=50, batch_size=128),
+    "SUN397": TrainingPreset(epochs=200, batch_size=128),
+    "EuroSAT": TrainingPreset(epochs=200, batch_size=10),
+    **{name: TrainingPreset(epochs=200, batch_size=32) for name in (
+        "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101", "FGVCAircraft", "DTD", "UCF101")},
+    "synthworld": TrainingPreset(epochs=5, batch_size=16),
+}
+
+
+def gallop_logits(global_sims: Tensor, local_scores: Tensor, scale: Tensor | float) -> dict[str, Tensor]:
+    """Inference logits of the two heads and their combination -> each (B, C).
+
+    global_sims: G (B, C, Mg); local_scores: Lk (B, C, Ml) from `topk_local_scores`.
+    "global" = s * mean_m G, "local" = s * mean_n Lk, "combined" = s * (g + l) / 2.
+    """
+    global_logits = scale * global_sims.mean(-1)
+    local_logits = scale * local_scores.mean(-1)
+    return {"global": global_logits, "local": local_logits, "combined": (global_logits + local_logits) / 2}
+
+
+def gallop_ood_scores(global_sims: Tensor, local_sims: Tensor, temperature: float = 1.0) -> dict[str, Tensor]:
+    """ID-ness scores (higher = in-distribution) -> each (B,).
+
+    global_sims G (B, C, Mg) and local_sims L (B, P, C, Ml) are averaged over prompts first:
+    MCM on mean_m G, L-MCM on mean_n L (every patch), GL-MCM their sum.
+    """
+    global_cos, local_cos = global_sims.mean(-1), local_sims.mean(-1)
+    return {
+        "mcm": mcm(global_cos, temperature),
+        "l_mcm": l_mcm(local_cos, temperature),
+        "gl_mcm": gl_mcm(global_cos, local_cos, temperature),
+    }
+
+
+@dataclass
+class GalLoPExplainCache:
+    """Everything `explain` needs about one image, so a new k or class re-thresholds without an
+    encoder pass: its cosines with every (class, prompt) text feature of the current class list."""
+
+    global_sims: Tensor  # (C, Mg)
+    local_sims: Tensor  # (P, C, Ml)
+    scale: float  # s
+    grid: tuple[int, int]  # patch grid (rows, columns), rows * columns = P
+    default_ks: tuple[int, ...]  # the method's k_n
+
+    def explain(self, class_index: int, ks: int | Sequence[int] | None = None) -> dict:
+        """Local-prompt maps and selections for one class, and the logits of every class.
+
+        ks: k_n per local prompt (or one int for all; default: the method's), clipped to P.
+        Returns
+          "maps": (Ml, P) cosine of each patch with local prompt n of the class,
+          "selected": bool (Ml, P), the top-k_n patches of each map (exactly k_n True per row),
+          "prompt_scores": (Ml,) mean of the selected cosines (Lk of the class),
+          "global_logits" / "local_logits" / "logits": (C,) as in `gallop_logits` with these ks,
+          "ks": the clipped ks, "grid": (rows, columns) to reshape a map to the image's patch grid.
+        """
+        num_classes = self.global_sims.shape[0]
+        if not 0 <= class_index < num_classes:
+            raise ValueError(f"class_index {class_index} is outside 0..{num_classes - 1}")
+        local = self.local_sims[None]  # (1, P, C, Ml)
+        ks = clip_ks(self.default_ks if ks is None else ks, local.shape[-1], local.shape[1])
+        scores = topk_local_scores(local, ks)  # (1, C, Ml)
+        logits = gallop_logits(self.global_sims[None], scores, self.scale)
+        class_map = local[:, :, class_index : class_index + 1]  # (1, P, 1, Ml)
+        return {
+            "maps": class_map[0, :, 0].T,
+            "selected": topk_patch_mask(class_map, ks)[0, :, 0].T,
+            "prompt_scores": scores[0, class_index],
+            "global_logits": logits["global"][0],
+            "local_logits": logits["local"][0],
+            "logits": logits["combined"][0],
+            "ks": ks,
+            "grid": self.grid,
+        }
+
+
+class GalLoP(PromptMethod):
+    """Global and local prompts over a frozen CLIP (ViT image tower)."""
+
+    name = "gallop"
+
+    def __init__(self, clip: ClipBundle, config: GalLoPConfig | None = None,
+                 frozen_text: FrozenTextFeatures | None = None):
+        super().__init__(clip, frozen_text)
+        self.config = config or GalLoPConfig()
+        cfg, model = self.config, clip.model
+        ctx = init_context(model, clip.tokenizer, cfg.ctx_init, cfg.n_ctx)  # (n_ctx, Dt)
+        self.global_prompts = nn.Parameter(ctx.repeat(cfg.n_global, 1, 1))  # (Mg, n_ctx, Dt)
+        self.local_prompts = nn.Parameter(ctx.repeat(cfg.n_local, 1, 1))  # (Ml, n_ctx, Dt)
+        width = model.visual.proj.shape[0]
+        self.local_proj = nn.Linear(width, width, bias=False, device=ctx.device, dtype=model.visual.proj.dtype)
+        with torch.no_grad():
+            self.local_proj.weight.copy_(torch.eye(width))
+        self.reseed(cfg.seed)
+        self._sequence_ids: Tensor | None = None  # (C * (Mg + Ml), L), set per class list
+        self._text_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
+
+    # ------------------------------------------------------------------ text side
+
+    def set_classes(self, class_names: Iterable[str]) -> None:
+        """Tokenise a new class list: row c * (Mg + Ml) + m is the sequence of (class c, prompt m).
+
+        The same list again changes nothing (its token ids and cached text features are kept).
+        """
+        names = list(class_names)
+        if names == self.class_names and self._sequence_ids is not None:
+            return
+        super().set_classes(names)
+        ids = prompt_token_ids(self.clip.tokenizer, self.class_names, self.config.n_ctx, self.config.template)
+        self._sequence_ids = ids.to(self.device).repeat_interleave(self.config.n_global + self.config.n_local, 0)
+        self._text_cache = None
+
+    def text_features(self) -> tuple[Tensor, Tensor]:
+        """Normalised text features t_g (C, Mg, D) and t_l (C, Ml, D) of the current class list.
+
+        With gradients enabled they are recomputed (one batched pass, the graph reaching the prompts);
+        otherwise they are cached until the prompts or the class list change.
+        """
+        prompts = (self.global_prompts, self.local_prompts)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in prompts):
+            return self._encode_text()
+        key = tuple((p.data_ptr(), p.device, p._version) for p in prompts)
+        if self._text_cache is None or self._text_cache[0] != key:
+            with torch.no_grad():
+                self._text_cache = (key, self._encode_text())
+        return self._text_cache[1]
+
+    def _encode_text(self) -> tuple[Tensor, Tensor]:
+        """All C * (Mg + Ml) prompted sequences in one pass (chunks of `text_chunk_size`)."""
+        if self._sequence_ids is None:
+            raise RuntimeError("call set_classes(class_names) before computing text features")
+        cfg = self.config
+        prompts = torch.cat([self.global_prompts, self.local_prompts])  # (M, n_ctx, Dt)
+        ctx = prompts.repeat(len(self.class_names), 1, 1)  # (C * M, n_ctx, Dt), row c * M + m = prompt m
+        chunks = [
+            self._encode_chunk(self._sequence_ids[start : start + cfg.text_chunk_size],
+                               ctx[start : start + cfg.text_chunk_size])
+            for start in range(0, len(ctx), cfg.text_chunk_size)
+        ]
+        features = F.normalize(torch.cat(chunks), dim=-1).view(len(self.class_names), len(prompts), -1)
+        return features[:, : cfg.n_global], features[:, cfg.n_global :]
+
+    def _encode_chunk(self, ids: Tensor, ctx: Tensor) -> Tensor:
+        """Text features of sequences ids (N, L) with per-sequence prompts ctx (N, n_ctx, Dt) -> (N, D)."""
+        if self.config.text_checkpoint and torch.is_grad_enabled():
+            return checkpoint(encode_text_prompted, self.clip.model, ids, ctx, use_reentrant=False)
+        return encode_text_prompted(self.clip.model, ids, ctx)
+
+    # ------------------------------------------------------------------ image side and scores
+
+    def image_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised global f_g (B, D) and local f_l (B, P, D) features from one image forward.
+
+        images: (B, 3, S, S). f_l is the last block's value-only path through `local_proj`.
+        """
+        images = images.to(self.device)
+        out = encode_image_prompted(self.clip.model, images, local=True, local_proj=self.local_proj)
+        return F.normalize(out.pooled, dim=-1), F.normalize(out.local, dim=-1)
+
+    def similarities(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Cosines G (B, C, Mg) = f_g . t_g and L (B, P, C, Ml) = f_l . t_l for images (B, 3, S, S)."""
+        global_feats, local_feats = self.image_features(images)
+        text_global, text_local = self.text_features()
+        global_sims = torch.einsum("bd,cmd->bcm", global_feats, text_global.to(global_feats.dtype))
+        local_sims = torch.einsum("bpd,cnd->bpcn", local_feats, text_local.to(local_feats.dtype))
+        return global_sims, local_sims
+
+    def loss(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """CE(s * dropout_mean(G), y) + mean_n CE(s * Lk[:, :, n], y); images (B, 3, S, S), labels (B,)."""
+        cfg = self.config
+        global_sims, local_sims = self.similarities(images)
+        labels = labels.to(global_sims.device)
+        global_mean = dropout_global(global_sims, cfg.dropout, cfg.dropout_sampling, self.generator)
+        local_scores = topk_local_scores(local_sims, cfg.topk)  # (B, C, Ml)
+        global_ce = F.cross_entropy(self.logit_scale * global_mean, labels)
+        local_ce = F.cross_entropy(self.logit_scale * local_scores, labels[:, None].expand(-1, cfg.n_local))
+        return {"global_ce": global_ce, "local_ce": local_ce, "total": global_ce + local_ce}
+
+    def head_logits(self, images: Tensor) -> dict[str, Tensor]:
+        """Logits of each head, "global", "local" and "combined", each (B, C); see `gallop_logits`."""
+        global_sims, local_sims = self.similarities(images)
+        return gallop_logits(global_sims, topk_local_scores(local_sims, self.config.topk), self.logit_scale)
+
+    def logits(self, images: Tensor) -> Tensor:
+        """s * (mean_m G + mean_n Lk) / 2 -> (B, C)."""
+        return self.head_logits(images)["combined"]
+
+    def ood_scores(self, images: Tensor, temperature: float = 1.0) -> dict[str, Tensor]:
+        """ID-ness scores "mcm", "l_mcm" and "gl_mcm", each (B,); see `gallop_ood_scores`."""
+        return gallop_ood_scores(*self.similarities(images), temperature)
+
+    # ------------------------------------------------------------------ explanations
+
+    @torch.no_grad()
+    def explain_cache(self, image: Tensor) -> GalLoPExplainCache:
+        """Encode one image (1, 3, S, S) against the current class list, for repeated `explain` calls."""
+        if image.shape[0] != 1:
+            raise ValueError(f"explain takes one image (1, 3, S, S), got a batch of {image.shape[0]}")
+        global_sims, local_sims = self.similarities(image)
+        return GalLoPExplainCache(
+            global_sims=global_sims[0],
+            local_sims=local_sims[0],
+            scale=float(self.logit_scale),
+            grid=tuple(self.clip.model.visual.grid_size),
+            default_ks=self.config.topk,
+        )
+
+    def explain(self, image: Tensor, class_index: int, ks: int | Sequence[int] | None = None) -> dict:
+        """Local-prompt maps of one image for one class; see `GalLoPExplainCache.explain`.
+
+        For a slider, keep `explain_cache(image)` and call its `explain` with each new k.
+        """
+        return self.explain_cache(image).explain(class_index, ks)
