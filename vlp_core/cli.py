@@ -78,6 +78,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from vlp_core.data.synthworld import get_suite, render_benchmark
+    from vlp_core.engine.bench import bench
+    from vlp_core.engine.results import markdown_table
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    clip = load_clip(args.model or DEFAULT_MODEL, args.pretrained, device=device)
+    classes = get_suite(args.classes).classnames
+    rows = bench(clip, args.methods, classes, args.batch_size, args.steps)
+    print(f"# vlp bench: {clip.name} on {device}, batch {args.batch_size}, {len(classes)} classes "
+          f"({args.classes}), median of {args.steps} steps\n")
+    print(markdown_table(rows, ["method", "trainable", "train_step_ms", "train_images_per_s",
+                                "eval_images_per_s", "peak_memory_mb"]))
+    render = render_benchmark(n=500)
+    print(f"\nSynthWorld rendering: {render['images_per_s']:.0f} images/s (64 px, one core)")
+    return 0
+
+
 def _pretrain_synth(args: argparse.Namespace) -> int:
     from vlp_core.engine.pretrain_synth import PretrainConfig, pretrain_synth, write_model_card
 
@@ -172,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(ev)
     _add_backbone(ev, None)
     ev.set_defaults(run=_eval)
+
+    be = commands.add_parser(
+        "bench", help="time training steps and inference of every method",
+        description="Median time per training step, images/s and peak memory per method, side by side, "
+        "on random images of the model's input size; plus SynthWorld's rendering speed.",
+        epilog="examples:\n  vlp bench\n  vlp bench --model ViT-B-16-quickgelu --batch-size 32 --device cuda\n"
+        "  vlp bench --methods disa gallop --classes colour_shapes", formatter_class=RAW)
+    be.add_argument("--methods", nargs="+", default=method_names)
+    be.add_argument("--classes", default="shapes", help="SynthWorld suite whose class names are used")
+    be.add_argument("--batch-size", type=int, default=32)
+    be.add_argument("--steps", type=int, default=5)
+    be.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_backbone(be, None)
+    be.set_defaults(run=_bench)
 
     pre = commands.add_parser(
         "pretrain-synth", help="pretrain the bundled small CLIP on SynthWorld",

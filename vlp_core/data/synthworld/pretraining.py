@@ -14,13 +14,16 @@ import numpy as np
 
 from vlp_core.data.synthworld.attributes import (
     ALL_SHAPES,
+    COLOUR_NAMES,
     DEFAULT_DIFFICULTY,
     HELD_OUT_COMBOS,
+    PATTERNS,
+    SIZES,
     Difficulty,
 )
 from vlp_core.data.synthworld.captions import caption
 from vlp_core.data.synthworld.render import SceneSpec, render
-from vlp_core.data.synthworld.scenes import Combo, item_rng, sample_pair_scene, sample_scene
+from vlp_core.data.synthworld.scenes import Combo, _pick, item_rng, sample_pair_scene, sample_scene
 
 STREAM = "pretraining"
 # Half the stream is photos, the rest spread over the other styles.
@@ -32,6 +35,7 @@ STYLE_WEIGHTS: dict[str, float] = {
     "painted": 0.125,
 }
 PAIR_SCENE_PROB = 0.25
+GROUP_SIZE = 4  # consecutive examples that share everything but the shapes (hard negatives)
 _STYLE_LIST = tuple(STYLE_WEIGHTS)
 
 
@@ -41,10 +45,16 @@ def pretraining_example(
     held_out: Sequence[Combo] = HELD_OUT_COMBOS,
     difficulty: Difficulty = DEFAULT_DIFFICULTY,
 ) -> tuple[SceneSpec, str]:
-    """Scene and caption of example `index` of the stream under `seed`."""
+    """Scene and caption of example `index` of the stream under `seed`.
+
+    Consecutive groups of `GROUP_SIZE` examples share the style, the scene kind and, for
+    single-object scenes, the main object's colour, pattern and size: each group is a set of hard
+    negatives that a contrastive batch can only tell apart by shape (and by the clutter).
+    """
+    group = item_rng(seed, STREAM, "group", index // GROUP_SIZE)
     rng = item_rng(seed, STREAM, "stream", index)
-    style = _STYLE_LIST[int(rng.choice(len(_STYLE_LIST), p=list(STYLE_WEIGHTS.values())))]
-    if rng.random() < PAIR_SCENE_PROB:
+    style = _STYLE_LIST[int(group.choice(len(_STYLE_LIST), p=list(STYLE_WEIGHTS.values())))]
+    if group.random() < PAIR_SCENE_PROB:
         spec = sample_pair_scene(
             rng, difficulty, style=style, candidates=ALL_SHAPES, excluded=held_out
         )
@@ -52,6 +62,9 @@ def pretraining_example(
         spec = sample_scene(
             rng,
             difficulty,
+            colour=_pick(group, COLOUR_NAMES),
+            pattern=_pick(group, PATTERNS),
+            size=_pick(group, SIZES),
             style=style,
             shapes=ALL_SHAPES,
             distractor_shapes=ALL_SHAPES,

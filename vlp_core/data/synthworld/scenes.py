@@ -31,7 +31,7 @@ from vlp_core.data.synthworld.render import ObjectSpec, SceneSpec
 Combo = tuple[str, str]
 
 # Split ids of the item address; "stream" is the pretraining stream.
-_SPLIT_IDS = {name: i for i, name in enumerate((*SPLITS, "stream"))}
+_SPLIT_IDS = {name: i for i, name in enumerate((*SPLITS, "stream", "group"))}
 _EDGE_MARGIN = 0.02
 
 
