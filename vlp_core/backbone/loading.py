@@ -26,7 +26,7 @@ from torch import nn
 ASSETS_DIR = Path(os.environ.get("VLP_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 RANDOM_INIT_MODELS = ("vlp-tiny",)  # registered configs that run with seeded random weights
-DEFAULT_MODEL = "synth-clip" if (ASSETS_DIR / "synth-clip" / "open_clip_config.json").is_file() else "vlp-tiny"
+DEFAULT_MODEL = "synth-clip"
 _OPENAI_JIT_KEYS_TO_DROP = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 open_clip.add_model_config(CONFIG_DIR)

@@ -29,28 +29,35 @@ def render_split(suite: SynthSuite, bundle: ClipBundle, split: str = "test", n: 
 
 @torch.no_grad()
 def zero_shot_predictions(bundle: ClipBundle, text: FrozenTextFeatures, suite: SynthSuite, images: torch.Tensor):
-    """Zero-shot logits (n, C) and patch-to-class cosine maps (n, P, C)."""
-    out = encode_image_prompted(bundle.model, images, patches=True)
+    """Zero-shot logits (n, C) and patch-to-class cosine maps (n, P, C) of the value-only local
+    features and of the plain output patch embeddings."""
+    out = encode_image_prompted(bundle.model, images, patches=True, local=True)
     classes = text(suite.classnames, TEMPLATE)
     logits = F.normalize(out.pooled, dim=-1) @ classes.T
+    local_maps = F.normalize(out.local, dim=-1) @ classes.T
     patch_maps = F.normalize(out.patches, dim=-1) @ classes.T
-    return logits, patch_maps
+    return logits, local_maps, patch_maps
 
 
 def suite_report(bundle: ClipBundle, text: FrozenTextFeatures, name: str, n: int = 200) -> dict:
     """Zero-shot top-1 (%) and pointing game of one suite's first n test images."""
     suite = get_suite(name, image_size=bundle.image_size)
     images, labels, masks = render_split(suite, bundle, "test", n)
-    logits, patch_maps = zero_shot_predictions(bundle, text, suite, images)
+    logits, local_maps, patch_maps = zero_shot_predictions(bundle, text, suite, images)
     correct = logits.argmax(-1) == labels
     grid = int(round(patch_maps.shape[1] ** 0.5))
     coverage = torch.stack([patch_coverage(m, grid) for m in masks])
-    true_class_map = patch_maps[torch.arange(len(labels)), :, labels]
+    rows = torch.arange(len(labels))
+
+    def hit_rate(maps: torch.Tensor) -> float:
+        return 100.0 * pointing_hits(maps[rows, :, labels], coverage).float().mean().item()
+
     report = {
         "classes": len(suite.classnames),
         "chance": 100.0 / len(suite.classnames),
         "zero_shot": 100.0 * correct.float().mean().item(),
-        "pointing_hit_rate": 100.0 * pointing_hits(true_class_map, coverage).float().mean().item(),
+        "pointing_hit_rate": hit_rate(local_maps),
+        "pointing_hit_rate_patches": hit_rate(patch_maps),
         "object_area": 100.0 * (coverage > 0).float().mean().item(),
     }
     if name == "colour_shapes":
