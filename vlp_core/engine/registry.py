@@ -58,6 +58,10 @@ def load_trained(folder: str | Path, clip: ClipBundle, frozen_text: FrozenTextFe
         raise FileNotFoundError(f"no prompt checkpoint in {folder}: expected {meta_path} and "
                                 f"{folder / CHECKPOINT_TENSORS} as written by `vlp train --out {folder}`")
     meta = json.loads(meta_path.read_text())
+    trained_on = meta.get("clip", {}).get("model")
+    if trained_on is not None and trained_on != clip.name:
+        raise ValueError(f"the prompts in {folder} were trained on CLIP {trained_on!r}, not {clip.name!r}: "
+                         f"load that model (--model {trained_on}) or train prompts for this one")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["method_config"].items()}
     method = build_method(meta["method"], clip, options, frozen_text)
     tensors = load_file(str(folder / CHECKPOINT_TENSORS), device=str(method.device))

@@ -159,6 +159,7 @@ def _save_checkpoint(out_dir: Path, method: PromptMethod, optimizer, config: Tra
         if buffer is not None:
             tensors[f"optim.{index}.momentum_buffer"] = buffer.detach().contiguous()
     meta = {"method": method.name, "method_config": asdict(method.config), "classes": method.class_names,
+            "clip": {"model": method.clip.name, "pretrained": method.clip.pretrained},
             "epochs_run": result.epochs_run, "config": asdict(config), "history": result.history}
     save_file(tensors, str(out_dir / (CHECKPOINT_TENSORS + ".tmp")))
     (out_dir / (CHECKPOINT_META + ".tmp")).write_text(json.dumps(meta, indent=2))

@@ -14,6 +14,8 @@ Suites:
   label needs both objects, not only the main one.
 - `shapes@<style>` for each non-photo style: the scenes of `shapes`, item for item, in another
   style (a domain shift: same labels and specs, different pixels).
+- `styles`: the rendering style, "photo", "sketch", "noisy photo", "pixelated image", "painting"
+  (5 classes): a label about the whole picture, not the object.
 - `ood`: main objects of the OOD shapes (4 classes), for OOD detection against `shapes`.
 """
 
@@ -38,6 +40,7 @@ from vlp_core.data.synthworld.attributes import (
     Difficulty,
     article,
 )
+from vlp_core.data.synthworld.captions import STYLE_NOUNS
 from vlp_core.data.synthworld.render import SceneSpec, render
 from vlp_core.data.synthworld.scenes import item_rng, sample_pair_scene, sample_scene
 
@@ -54,6 +57,8 @@ SCENE_SHAPES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "heart", "cross", "crescent"
 )
 SCENE_PAIRS: tuple[tuple[str, str], ...] = tuple(combinations(SCENE_SHAPES, 2))
+# Labels of the `styles` suite, in STYLES order.
+STYLE_CLASSES: tuple[str, ...] = ("photo", "sketch", "noisy", "pixelated", "painted")
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class SuiteDefinition:
 
     classnames: tuple[str, ...]
     sample: Sampler
-    style: str = "photo"
+    style: str | None = "photo"  # None: the sampler's own style per scene (the label may be the style)
     stream: str | None = None
 
 
@@ -90,6 +95,10 @@ def _scenes(label: int, rng: np.random.Generator, difficulty: Difficulty) -> Sce
     return sample_pair_scene(rng, difficulty, shapes=SCENE_PAIRS[label])
 
 
+def _styles(label: int, rng: np.random.Generator, difficulty: Difficulty) -> SceneSpec:
+    return sample_scene(rng, difficulty, style=STYLE_CLASSES[label])
+
+
 def _ood(label: int, rng: np.random.Generator, difficulty: Difficulty) -> SceneSpec:
     return sample_scene(rng, difficulty, shape=OOD_SHAPES[label])
 
@@ -105,6 +114,7 @@ SUITES: dict[str, SuiteDefinition] = {
     "scenes": SuiteDefinition(
         tuple(f"{a} and {article(b)} {b}" for a, b in SCENE_PAIRS), _scenes
     ),
+    "styles": SuiteDefinition(tuple(STYLE_NOUNS[style] for style in STYLE_CLASSES), _styles, style=None),
     **{
         f"shapes@{style}": SuiteDefinition(SHAPES, _shapes, style=style, stream="shapes")
         for style in STYLES
@@ -143,8 +153,8 @@ class SynthSuite:
 
     @property
     def domain(self) -> str:
-        """The rendering style of every image of the suite."""
-        return self.definition.style
+        """The rendering style of every image of the suite ("mixed" where the label is the style)."""
+        return self.definition.style or "mixed"
 
     def split(self, name: str) -> list[Datum]:
         """Items of split `name`: label of item i is i % C, key f"{name}/{i}"."""
@@ -167,7 +177,8 @@ class SynthSuite:
         stream = self.definition.stream or self.name
         rng = item_rng(self.seed, stream, split, index)
         label = index % len(self.definition.classnames)
-        return self.definition.sample(label, rng, self.difficulty).with_style(self.domain)
+        spec = self.definition.sample(label, rng, self.difficulty)
+        return spec if self.definition.style is None else spec.with_style(self.definition.style)
 
     def render_item(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray, SceneSpec]:
         """Image uint8 (S, S, 3), main-object mask bool (S, S) and scene of one item."""

@@ -1,0 +1,286 @@
+"""The app's handlers: pure functions from (models, session state, widget values) to arrays and dicts.
+
+Encoding happens once per image and class list (`encode`): every method's probabilities, DiSa's
+frozen patch embeddings and text features, and GalLoP's explain cache go into a `Session`, the
+user's own `gr.State`. Slider handlers re-threshold that cache without an encoder pass, with one
+exception: DiSa's masked-image prediction needs the masked image's features, so each DiSa slider
+move runs the image tower twice on the masked image (DiSa's prompted tower and frozen CLIP's) and
+nothing else. Shapes: C classes, P patches, D joint size, Ml local prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from app.inputs import ClassList, ImageInput, InputError, parse_classes, read_image, read_sample
+from app.models import METHOD_TITLES, AppModels
+from vlp_core.backbone import encode_image_prompted
+from vlp_core.data.synthworld import SHAPES
+from vlp_core.engine.grounding import patch_coverage, pointing_hits, salient_iou
+from vlp_core.methods.disa import DiSa
+from vlp_core.methods.gallop import GalLoPExplainCache, gallop_ood_scores
+from vlp_core.methods.saliency import patch_saliency, saliency_mask
+
+DEFAULT_CLASSES: tuple[str, ...] = SHAPES
+PREDICTED = "(predicted class)"
+OOD_SCORES: dict[str, str] = {"GL-MCM": "gl_mcm", "MCM": "mcm", "L-MCM": "l_mcm"}
+TABLE_ROWS = 50  # rows of the side-by-side probability table (hundreds of classes stay readable)
+
+
+@dataclass
+class DiSaCache:
+    """One image's DiSa inputs for the current class list (what `DiSa.explain` computes first)."""
+
+    image: Tensor  # (1, 3, S, S) normalised model input, for the masked forwards
+    frozen_patches: Tensor  # (1, P, D) frozen patch embeddings, the saliency keys
+    text: Tensor  # (C, D) ĝ_p, DiSa's prompted text features
+    teacher: Tensor  # (C, D) ĝ_o, the frozen 60-template text ensemble, the saliency queries
+    prompted_full: Tensor  # (C,) softmax(s f̂_p ĝ_pᵀ) on the full image
+    frozen_full: Tensor  # (C,) softmax(s f̂_o ĝ_oᵀ) on the full image
+
+
+@dataclass
+class Session:
+    """Everything one user's views need about their current image and class list."""
+
+    pixels: np.ndarray  # uint8 (S, S, 3), what the model sees
+    mask: np.ndarray | None  # bool (S, S) ground-truth object mask (SynthWorld samples)
+    source: str
+    classes: list[str]
+    probabilities: dict[str, np.ndarray]  # method -> (C,) class probabilities on the full image
+    disa: DiSaCache
+    gallop: GalLoPExplainCache
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """A new session, or the reason there is none; `message` is Markdown for the user."""
+
+    session: Session | None
+    message: str
+
+
+def encode(models: AppModels, image: ImageInput, classes: ClassList) -> Session:
+    """Run every encoder pass an image and class list need, once, and cache the results."""
+    model_input = models.bundle.preprocess(Image.fromarray(image.pixels))[None]
+    with models.lock, torch.no_grad():
+        for method in models.methods.values():
+            method.set_classes(classes.names)
+        probabilities = {name: torch.softmax(method.logits(model_input), dim=-1)[0]
+                         for name, method in models.methods.items() if name not in ("disa", "gallop")}
+        disa = _disa_cache(models.methods["disa"], model_input)
+        gallop = models.methods["gallop"].explain_cache(model_input)
+    probabilities["disa"] = disa.prompted_full
+    probabilities["gallop"] = torch.softmax(gallop.explain(0)["logits"], dim=-1)
+    ordered = {name: probabilities[name].numpy() for name in models.methods}
+    return Session(image.pixels, image.mask, image.source, classes.names, ordered, disa, gallop,
+                   image.notices + classes.notices)
+
+
+def _disa_cache(disa: DiSa, image: Tensor) -> DiSaCache:
+    """The first half of `DiSa.explain`: frozen pass with patch embeddings, text, full-image probabilities."""
+    scale = disa.logit_scale
+    frozen = encode_image_prompted(disa.clip.model, image, patches=True)
+    text, teacher = disa.text_features(), disa.teacher_text
+    prompted = torch.softmax(scale * disa.image_features(image) @ text.T, dim=-1)[0]
+    frozen_probs = torch.softmax(scale * F.normalize(frozen.pooled, dim=-1) @ teacher.T, dim=-1)[0]
+    return DiSaCache(image, frozen.patches, text, teacher, prompted, frozen_probs)
+
+
+def load_sample(models: AppModels, key: str, classes_text: str | None) -> Outcome:
+    """Encode SynthWorld sample `key` ("suite/split/index") with the typed class list."""
+    return _load(models, lambda: read_sample(key, models.bundle.image_size), classes_text)
+
+
+def load_upload(models: AppModels, path: str | None, classes_text: str | None) -> Outcome:
+    """Encode an uploaded image file with the typed class list."""
+    return _load(models, lambda: read_image(path, models.bundle.image_size), classes_text)
+
+
+def change_classes(models: AppModels, session: Session | None, classes_text: str | None) -> Outcome:
+    """Re-encode the current image with a new class list."""
+    if session is None:
+        return Outcome(None, "Pick a sample or upload an image first.")
+    image = ImageInput(session.pixels, session.mask, session.source)
+    return _load(models, lambda: image, classes_text)
+
+
+def _load(models: AppModels, get_image: Callable[[], ImageInput], classes_text: str | None) -> Outcome:
+    """Check the class list and the image (either may raise InputError), then encode."""
+    try:
+        classes = parse_classes(classes_text, models.bundle.tokenizer, models.name_token_budget())
+        image = get_image()
+    except InputError as error:
+        return Outcome(None, f"**Not loaded:** {error}")
+    session = encode(models, image, classes)
+    return Outcome(session, describe(session))
+
+
+def describe(session: Session) -> str:
+    """Markdown status line of a session, with its notices."""
+    lines = [f"**Image:** {session.source} · **classes:** {len(session.classes)}"]
+    lines += [f"- {notice}" for notice in session.notices]
+    return "\n".join(lines)
+
+
+def resolve_class(session: Session, choice: str | None, method: str) -> int:
+    """Index of class `choice`, or of `method`'s prediction when the choice is PREDICTED or unknown."""
+    if choice in session.classes:
+        return session.classes.index(choice)
+    return int(session.probabilities[method].argmax())
+
+
+def _object_threshold(coverage: Tensor) -> float:
+    """Coverage from which a patch counts as object: half, or any part when no patch is half covered."""
+    return 0.5 if bool((coverage >= 0.5).any()) else 1e-6
+
+
+def grounding(scores: Tensor, selected: Tensor | None, coverage: Tensor) -> dict:
+    """Overlap of a patch score map with the object: "pointing" (the top patch touches it) and
+    "iou" of `selected` (default: the len(object) top-scoring patches) with the object patches.
+
+    scores (P,), selected bool (P,) or None, coverage (P,) from `patch_coverage`.
+    """
+    threshold = _object_threshold(coverage)
+    object_patches = int((coverage >= threshold).sum())
+    if selected is None:
+        selected = torch.zeros(scores.shape, dtype=torch.bool)
+        selected[scores.topk(object_patches).indices] = True
+    return {"pointing": bool(pointing_hits(scores[None], coverage[None])[0]),
+            "iou": float(salient_iou(selected[None], coverage[None], threshold)[0]),
+            "object_patches": object_patches}
+
+
+def disa_view(models: AppModels, session: Session, class_choice: str | None, ratio: float,
+              pool: float, seed: int) -> dict:
+    """DiSa's saliency and mask for one class and slider setting (cf. `DiSa.explain`).
+
+    Returns "class_index", "saliency" (P,) summing to 1, "masked" (M,) indices with
+    M = round(ratio·P), "grid", "ratio", "pool" (raised to ratio if below), "probabilities"
+    {prompted_full, prompted_masked, frozen_full, frozen_masked} each (C,), "grounding" (dict or
+    None without an object mask) and "notices".
+    """
+    disa: DiSa = models.methods["disa"]
+    cache, notices = session.disa, []
+    class_index = resolve_class(session, class_choice, "disa")
+    if pool < ratio:
+        notices.append(f"The pool γ = {pool:.2f} was below ρ = {ratio:.2f}; used γ = ρ (deterministic bottom-ρ).")
+        pool = ratio
+    saliency = patch_saliency(cache.frozen_patches, cache.teacher[[class_index]], disa.config.saliency_tau)
+    masked = saliency_mask(saliency, ratio, pool, torch.Generator().manual_seed(int(seed)))
+    scale = disa.logit_scale
+    with models.lock, torch.no_grad():
+        prompted = disa._masked_image_features(cache.image, masked, prompted=True)
+        frozen = disa._masked_image_features(cache.image, masked, prompted=False)
+    probabilities = {
+        "prompted_full": cache.prompted_full.numpy(),
+        "prompted_masked": torch.softmax(scale * prompted @ cache.text.T, dim=-1)[0].numpy(),
+        "frozen_full": cache.frozen_full.numpy(),
+        "frozen_masked": torch.softmax(scale * frozen @ cache.teacher.T, dim=-1)[0].numpy(),
+    }
+    result = {"class_index": class_index, "saliency": saliency[0].numpy(), "masked": masked[0].numpy(),
+              "grid": models.grid, "ratio": ratio, "pool": pool, "probabilities": probabilities,
+              "grounding": None, "notices": notices}
+    if session.mask is not None:
+        coverage = patch_coverage(session.mask, models.grid)
+        result["grounding"] = grounding(saliency[0], None, coverage)
+        result["grounding"]["masked_on_object"] = int((coverage[masked[0]] > 0).sum())
+    return result
+
+
+def gallop_view(session: Session, class_choice: str | None, ks: int | Sequence[int] | None) -> dict:
+    """GalLoP's local-prompt region maps for one class and top-k setting, from the cache.
+
+    ks: one k for every local prompt, one per prompt, or None for the method's. Returns
+    "class_index", "maps" (Ml, P) cosines, "selected" bool (Ml, P) with exactly k_n per row,
+    "prompt_scores" (Ml,), "ks", "grid", "probabilities" {global, local, combined} each (C,) and
+    "grounding" (one dict per prompt, or None without an object mask).
+    """
+    class_index = resolve_class(session, class_choice, "gallop")
+    out = session.gallop.explain(class_index, ks)
+    result = {
+        "class_index": class_index,
+        "maps": out["maps"].numpy(),
+        "selected": out["selected"].numpy(),
+        "prompt_scores": out["prompt_scores"].numpy(),
+        "ks": out["ks"],
+        "grid": out["grid"][0],
+        "probabilities": {head: torch.softmax(out[key], dim=-1).numpy() for head, key in
+                          (("global", "global_logits"), ("local", "local_logits"), ("combined", "logits"))},
+        "grounding": None,
+    }
+    if session.mask is not None:
+        coverage = patch_coverage(session.mask, out["grid"][0])
+        result["grounding"] = [grounding(row, chosen, coverage) for row, chosen in zip(out["maps"], out["selected"])]
+    return result
+
+
+def ood_view(session: Session, score: str, temperature: float, threshold: float) -> dict:
+    """GalLoP's OOD scores of the image against the class list, and the verdict for `score`.
+
+    ID-ness scores (higher = in-distribution) on raw cosines with temperature T. A score's chance
+    level is its value for uniform class probabilities (1/C per term); the image is in-distribution
+    when the chosen score >= threshold × its chance level. Returns "scores" {name: value},
+    "chance" {name: value}, "score", "cutoff", "in_distribution".
+    """
+    if score not in OOD_SCORES:
+        raise ValueError(f"score must be one of {', '.join(OOD_SCORES)}, got {score!r}")
+    cache = session.gallop
+    values = gallop_ood_scores(cache.global_sims[None], cache.local_sims[None], temperature)
+    scores = {name: float(values[key][0]) for name, key in OOD_SCORES.items()}
+    chance = {name: (2.0 if name == "GL-MCM" else 1.0) / len(session.classes) for name in OOD_SCORES}
+    cutoff = threshold * chance[score]
+    return {"scores": scores, "chance": chance, "score": score, "cutoff": cutoff,
+            "in_distribution": scores[score] >= cutoff}
+
+
+def top_classes(probabilities: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
+    """The k most probable classes -> {name: probability}, best first."""
+    order = np.argsort(-probabilities, kind="stable")[: max(1, k)]
+    return {classes[i]: float(probabilities[i]) for i in order}
+
+
+def predictions_view(models: AppModels, session: Session, top_k: int) -> dict:
+    """Every method's predictions side by side.
+
+    Returns "top" {method: {class: probability}} (top_k classes each), "headers" and "rows" of a
+    table of the TABLE_ROWS classes with the highest mean probability, and "truncated".
+    """
+    probabilities = session.probabilities
+    mean = np.mean(np.stack(list(probabilities.values())), axis=0)
+    order = np.argsort(-mean, kind="stable")[:TABLE_ROWS]
+    rows = [[session.classes[i]] + [round(float(p[i]), 4) for p in probabilities.values()] for i in order]
+    return {
+        "top": {name: top_classes(p, session.classes, top_k) for name, p in probabilities.items()},
+        "headers": ["class"] + [METHOD_TITLES[name] for name in probabilities],
+        "rows": rows,
+        "truncated": len(session.classes) > TABLE_ROWS,
+    }
+
+
+def describe_models(models: AppModels) -> str:
+    """Markdown: the loaded CLIP, where every method's prompts came from, how to switch."""
+    bundle = models.bundle
+    visual = bundle.model.visual
+    lines = [
+        f"**CLIP:** `{bundle.name}` (weights: {bundle.pretrained or 'random init'}) · input "
+        f"{bundle.image_size}px · {models.grid}x{models.grid} patches of {visual.patch_size[0]}px · "
+        f"{len(visual.transformer.resblocks)} vision blocks",
+        "",
+        f"**Prompts folder:** `{models.prompts_dir}`" if models.prompts_dir else "**Prompts folder:** none",
+        "",
+        "| method | prompts |",
+        "|---|---|",
+        *[f"| {METHOD_TITLES[name]} | {status} |" for name, status in models.status.items()],
+    ]
+    if models.notices:
+        lines += ["", *[f"- {notice}" for notice in models.notices]]
+    return "\n".join(lines)

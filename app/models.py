@@ -1,0 +1,105 @@
+"""The frozen CLIP and the six methods the app serves, loaded once at start-up and shared by all users.
+
+Methods carry the class list they were last asked about (`set_classes`), so every use of a method
+by a handler happens under `AppModels.lock` and starts by setting that user's class list. Nothing
+per-user lives here: each user's image, classes and cached scores are in their own `gr.State`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.inputs import token_count
+from vlp_core.backbone import ClipBundle, FrozenTextFeatures
+from vlp_core.engine.registry import METHODS, build_method, load_trained
+from vlp_core.methods.base import PromptMethod
+from vlp_core.methods.templates import TEMPLATE_SETS
+
+METHOD_TITLES: dict[str, str] = {
+    "zeroshot": "Zero-shot CLIP",
+    "coop": "CoOp",
+    "ivlp": "IVLP",
+    "promptsrc": "PromptSRC",
+    "disa": "DiSa",
+    "gallop": "GalLoP",
+}
+UNTRAINED = "untrained (initial prompts)"
+
+
+@dataclass
+class AppModels:
+    """A frozen CLIP, every method over it, and where each method's prompts came from."""
+
+    bundle: ClipBundle
+    methods: dict[str, PromptMethod]
+    status: dict[str, str]  # method -> "trained (folder)", "no learned tensors" or UNTRAINED
+    notices: list[str] = field(default_factory=list)  # start-up problems worth showing to users
+    prompts_dir: Path | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards every method call
+
+    @property
+    def grid(self) -> int:
+        """Patches per side of the image tower's patch grid."""
+        return int(self.bundle.model.visual.grid_size[0])
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid * self.grid
+
+    def name_token_budget(self) -> int:
+        """The most tokens a class name may have so that every method's text sequence (learned
+        context + name + ".", or the longest frozen template around the name) fits the context."""
+        tokenizer = self.bundle.tokenizer
+        context_tokens = max(getattr(method.config, "n_ctx", 0) for method in self.methods.values()) + 1
+        template_tokens = max(token_count(template.format(""), tokenizer)
+                              for templates in TEMPLATE_SETS.values() for template in templates)
+        return self.bundle.model.context_length - 2 - max(context_tokens, template_tokens)
+
+
+def load_models(bundle: ClipBundle, prompts_dir: str | Path | None) -> AppModels:
+    """All methods over `bundle`: trained prompts from `prompts_dir/<method>/` where they load,
+    otherwise the method's initial prompts with a notice. Never trains, never raises for a
+    missing or unusable checkpoint."""
+    prompts_dir = Path(prompts_dir) if prompts_dir is not None else None
+    frozen_text = FrozenTextFeatures(bundle.model, bundle.tokenizer)
+    methods: dict[str, PromptMethod] = {}
+    status: dict[str, str] = {}
+    notices: list[str] = []
+    for name in METHODS:
+        if name == "zeroshot":
+            method, status[name] = build_method(name, bundle, frozen_text=frozen_text), "no learned tensors"
+        else:
+            method, status[name], problem = _load_prompts(name, bundle, frozen_text, prompts_dir)
+            if problem:
+                notices.append(f"{METHOD_TITLES[name]} is {UNTRAINED}: {problem}")
+        methods[name] = method.eval().requires_grad_(False)
+    return AppModels(bundle, methods, status, notices, prompts_dir)
+
+
+def _load_prompts(name: str, bundle: ClipBundle, frozen_text: FrozenTextFeatures,
+                  prompts_dir: Path | None) -> tuple[PromptMethod, str, str]:
+    """(method, status, problem): the trained method from `prompts_dir/name`, or the untrained one
+    and why the checkpoint could not be used ("" when it was)."""
+    if prompts_dir is None:
+        return build_method(name, bundle, frozen_text=frozen_text), UNTRAINED, "no prompts folder given"
+    folder = prompts_dir / name
+    try:
+        method = load_trained(folder, bundle, frozen_text)
+    except FileNotFoundError:
+        problem = f"no checkpoint in {folder} (train one with `vlp train --method {name} --out {folder}`)"
+    except (RuntimeError, ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as error:
+        problem = f"the checkpoint in {folder} does not fit model {bundle.name} ({_first_line(error)})"
+    else:
+        if method.name == name:
+            return method, f"trained ({folder})", ""
+        problem = f"{folder} holds a {method.name} checkpoint, not {name}"
+    return build_method(name, bundle, frozen_text=frozen_text), UNTRAINED, problem
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an error message, for a one-line notice."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,99 @@
+"""The app served in-process on 127.0.0.1 and driven through its API with gradio_client."""
+
+import pytest
+from PIL import Image
+
+from app.handlers import DEFAULT_CLASSES
+from app.main import parse_args, serve
+from app.models import load_models
+
+gradio_client = pytest.importorskip("gradio_client")
+
+pytestmark = [  # gradio's queue sets pandas options that pandas 3 deprecates; not this project's code
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tiny, tmp_path_factory):
+    """The app over the tiny CLIP with no prompt checkpoints (every learned method untrained)."""
+    demo = serve(load_models(tiny, tmp_path_factory.mktemp("no-prompts")), quiet=True)
+    yield demo
+    demo.close()
+
+
+def _client(server):
+    """A fresh client: its own session, so its own gr.State."""
+    return gradio_client.Client(server.local_url, verbose=False, analytics_enabled=False,
+                                download_files=False)
+
+
+@pytest.fixture
+def client(server):
+    return _client(server)
+
+
+def test_serves_locally_without_a_share_link(server):
+    assert server.server_name == "127.0.0.1" and server.share_url is None
+    args = parse_args([])
+    assert args.host == "127.0.0.1" and not args.share
+
+
+def test_endpoints(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/load_sample", "/upload", "/set_classes", "/disa", "/gallop", "/ood", "/predictions",
+            "/attribution"} <= set(endpoints)
+
+
+def test_sliders_on_the_default_image(client):
+    *_, summary, table = client.predict("(predicted class)", 0.5, 1.0, 3, api_name="/disa")
+    assert "Masked **32** of 64 patches" in summary and "Ground truth" in summary
+    assert table["headers"][0] == "class" and len(table["data"]) == 8
+    verdict = client.predict("MCM", 1.0, 3.0, api_name="/ood")
+    assert "out-of-distribution" in verdict  # 3x chance is out of reach for near-uniform cosines
+    maps, global_head, local_head, combined, text = client.predict(
+        "square", True, 6, 5, 10, 15, 20, api_name="/gallop")
+    assert len(maps) == 4 and all("top-6" in item["caption"] for item in maps) and "**square**" in text
+    assert len(combined["confidences"]) == 5
+
+
+def test_new_sample_and_classes_then_predictions(client):
+    status, *_ = client.predict("ood/test/3", "pentagon, flower, Flower, square", api_name="/load_sample")
+    assert "ood · test/3 · flower" in status and "classes:** 3" in status and "duplicate" in status
+    *labels, table = client.predict(2, api_name="/predictions")
+    assert len(labels) == 6
+    for label in labels:
+        confidences = [c["confidence"] for c in label["confidences"]]
+        assert len(confidences) == 2 and 0 < sum(confidences) <= 1 + 1e-6
+    assert [row[0] for row in table["data"]] and len(table["data"]) == 3
+
+
+def test_bad_input_keeps_serving(client, tmp_path):
+    status, *_ = client.predict(" , ", api_name="/set_classes")
+    assert "class list is empty" in status
+    not_image = tmp_path / "notes.txt"
+    not_image.write_text("hello")
+    status, *_ = client.predict(gradio_client.handle_file(str(not_image)), "circle, square", api_name="/upload")
+    assert "not an image" in status
+    *_, table = client.predict(3, api_name="/predictions")
+    assert len(table["data"]) == len(DEFAULT_CLASSES)  # the previous image and class list are still there
+    gray = tmp_path / "gray.png"
+    Image.new("L", (300, 200), 90).save(gray)
+    status, *_ = client.predict(gradio_client.handle_file(str(gray)), "circle, square", api_name="/upload")
+    assert "upload: gray.png" in status and "grayscale" in status and "Resized from 300x200" in status
+
+
+def test_attribution_endpoint(client):
+    _, note = client.predict("GalLoP", "circle", "Grad-CAM (penultimate block)", 8, api_name="/attribution")
+    assert "GalLoP" in note and "**circle**" in note
+
+
+def test_two_users_keep_their_own_state(server):
+    first, second = _client(server), _client(server)
+    first.predict("heart, ring", api_name="/set_classes")
+    second.predict("shapes@painted/test/8", ", ".join(["star", "moon", "cloud"]), api_name="/load_sample")
+    *_, first_table = first.predict(5, api_name="/predictions")
+    *_, second_table = second.predict(5, api_name="/predictions")
+    assert sorted(row[0] for row in first_table["data"]) == ["heart", "ring"]
+    assert sorted(row[0] for row in second_table["data"]) == ["cloud", "moon", "star"]
