@@ -15,35 +15,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
 from app.inputs import ClassList, ImageInput, InputError, parse_classes, read_image, read_sample
 from app.models import METHOD_TITLES, AppModels
-from vlp_core.backbone import encode_image_prompted
 from vlp_core.data.synthworld import SHAPES
 from vlp_core.engine.grounding import patch_coverage, pointing_hits, salient_iou
-from vlp_core.methods.disa import DiSa
+from vlp_core.methods.disa import DiSaExplainCache
 from vlp_core.methods.gallop import GalLoPExplainCache, gallop_ood_scores
-from vlp_core.methods.saliency import patch_saliency, saliency_mask
 
 DEFAULT_CLASSES: tuple[str, ...] = SHAPES
 PREDICTED = "(predicted class)"
 OOD_SCORES: dict[str, str] = {"GL-MCM": "gl_mcm", "MCM": "mcm", "L-MCM": "l_mcm"}
 TABLE_ROWS = 50  # rows of the side-by-side probability table (hundreds of classes stay readable)
-
-
-@dataclass
-class DiSaCache:
-    """One image's DiSa inputs for the current class list (what `DiSa.explain` computes first)."""
-
-    image: Tensor  # (1, 3, S, S) normalised model input, for the masked forwards
-    frozen_patches: Tensor  # (1, P, D) frozen patch embeddings, the saliency keys
-    text: Tensor  # (C, D) ĝ_p, DiSa's prompted text features
-    teacher: Tensor  # (C, D) ĝ_o, the frozen 60-template text ensemble, the saliency queries
-    prompted_full: Tensor  # (C,) softmax(s f̂_p ĝ_pᵀ) on the full image
-    frozen_full: Tensor  # (C,) softmax(s f̂_o ĝ_oᵀ) on the full image
 
 
 @dataclass
@@ -55,7 +40,7 @@ class Session:
     source: str
     classes: list[str]
     probabilities: dict[str, np.ndarray]  # method -> (C,) class probabilities on the full image
-    disa: DiSaCache
+    disa: DiSaExplainCache
     gallop: GalLoPExplainCache
     notices: list[str] = field(default_factory=list)
 
@@ -76,23 +61,13 @@ def encode(models: AppModels, image: ImageInput, classes: ClassList) -> Session:
             method.set_classes(classes.names)
         probabilities = {name: torch.softmax(method.logits(model_input), dim=-1)[0]
                          for name, method in models.methods.items() if name not in ("disa", "gallop")}
-        disa = _disa_cache(models.methods["disa"], model_input)
+        disa = models.methods["disa"].explain_cache(model_input)
         gallop = models.methods["gallop"].explain_cache(model_input)
     probabilities["disa"] = disa.prompted_full
     probabilities["gallop"] = torch.softmax(gallop.explain(0)["logits"], dim=-1)
     ordered = {name: probabilities[name].numpy() for name in models.methods}
     return Session(image.pixels, image.mask, image.source, classes.names, ordered, disa, gallop,
                    image.notices + classes.notices)
-
-
-def _disa_cache(disa: DiSa, image: Tensor) -> DiSaCache:
-    """The first half of `DiSa.explain`: frozen pass with patch embeddings, text, full-image probabilities."""
-    scale = disa.logit_scale
-    frozen = encode_image_prompted(disa.clip.model, image, patches=True)
-    text, teacher = disa.text_features(), disa.teacher_text
-    prompted = torch.softmax(scale * disa.image_features(image) @ text.T, dim=-1)[0]
-    frozen_probs = torch.softmax(scale * F.normalize(frozen.pooled, dim=-1) @ teacher.T, dim=-1)[0]
-    return DiSaCache(image, frozen.patches, text, teacher, prompted, frozen_probs)
 
 
 def load_sample(models: AppModels, key: str, classes_text: str | None) -> Outcome:
@@ -168,31 +143,23 @@ def disa_view(models: AppModels, session: Session, class_choice: str | None, rat
     {prompted_full, prompted_masked, frozen_full, frozen_masked} each (C,), "grounding" (dict or
     None without an object mask) and "notices".
     """
-    disa: DiSa = models.methods["disa"]
     cache, notices = session.disa, []
     class_index = resolve_class(session, class_choice, "disa")
     if pool < ratio:
         notices.append(f"The pool γ = {pool:.2f} was below ρ = {ratio:.2f}; used γ = ρ (deterministic bottom-ρ).")
         pool = ratio
-    saliency = patch_saliency(cache.frozen_patches, cache.teacher[[class_index]], disa.config.saliency_tau)
-    masked = saliency_mask(saliency, ratio, pool, torch.Generator().manual_seed(int(seed)))
-    scale = disa.logit_scale
-    with models.lock, torch.no_grad():
-        prompted = disa._masked_image_features(cache.image, masked, prompted=True)
-        frozen = disa._masked_image_features(cache.image, masked, prompted=False)
-    probabilities = {
-        "prompted_full": cache.prompted_full.numpy(),
-        "prompted_masked": torch.softmax(scale * prompted @ cache.text.T, dim=-1)[0].numpy(),
-        "frozen_full": cache.frozen_full.numpy(),
-        "frozen_masked": torch.softmax(scale * frozen @ cache.teacher.T, dim=-1)[0].numpy(),
-    }
-    result = {"class_index": class_index, "saliency": saliency[0].numpy(), "masked": masked[0].numpy(),
+    with models.lock:
+        out = cache.explain(class_index, ratio, pool, int(seed))
+    keys = ("prompted_full", "prompted_masked", "frozen_full", "frozen_masked")
+    probabilities = {key: out[key].numpy() for key in keys}
+    saliency, masked = out["saliency"], out["masked"]
+    result = {"class_index": class_index, "saliency": saliency.numpy(), "masked": masked.numpy(),
               "grid": models.grid, "ratio": ratio, "pool": pool, "probabilities": probabilities,
               "grounding": None, "notices": notices}
     if session.mask is not None:
         coverage = patch_coverage(session.mask, models.grid)
-        result["grounding"] = grounding(saliency[0], None, coverage)
-        result["grounding"]["masked_on_object"] = int((coverage[masked[0]] > 0).sum())
+        result["grounding"] = grounding(saliency, None, coverage)
+        result["grounding"]["masked_on_object"] = int((coverage[masked] > 0).sum())
     return result
 
 

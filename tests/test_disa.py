@@ -482,3 +482,18 @@ def test_explain_for_the_app(tiny, batch, teacher_by_hand):
     predicted = method.explain(images[:1])
     assert predicted["class_index"] == int(out["prompted_full"].argmax())
     assert predicted["masked"].shape == (19,)
+
+
+def test_explain_cache_reuses_the_encoding(tiny, batch):
+    """A slider move (new ratio / pool / seed / class) re-draws the mask without a new frozen pass."""
+    images, labels = batch
+    method = DiSa(tiny)
+    method.set_classes(CLASSES)
+    cache = method.explain_cache(images[:1])
+    first = cache.explain(class_index=1, ratio=0.25, pool=0.5, seed=3)
+    torch.testing.assert_close(first["saliency"], method.explain(images[:1], 1, 0.25, 0.5, 3)["saliency"])
+    calls = method.frozen_text.encoder_calls
+    again = cache.explain(class_index=2, ratio=0.5, pool=0.5, seed=0)
+    assert method.frozen_text.encoder_calls == calls
+    assert len(again["masked"]) == round(0.5 * 64) and again["class_index"] == 2
+    assert not torch.equal(first["saliency"], again["saliency"])

@@ -159,12 +159,12 @@ class DiSa(PromptSRC):
         if config.cir_use_mask:
             saliency = patch_saliency(step.frozen_patches, teacher[step.labels], config.saliency_tau)
             masked = saliency_mask(saliency, config.mask_ratio, config.mask_pool, self.generator)
-            image_a = self._masked_image_features(step.images, masked, prompted=True)
+            image_a = self.masked_image_features(step.images, masked, prompted=True)
         logits_a = self.logit_scale * image_a @ teacher.T
         logits_b = self.logit_scale * step.frozen_image @ step.text.T
         return cir_kl(logits_a, logits_b, config.cir_direction, config.cir_reduction)
 
-    def _masked_image_features(self, images: Tensor, masked: Tensor, prompted: bool) -> Tensor:
+    def masked_image_features(self, images: Tensor, masked: Tensor, prompted: bool) -> Tensor:
         """images (B, 3, S, S) without the (B, M) patches `masked`, per `mask_mode` -> (B, D) normalised.
 
         prompted: the learned image encoder f_p (with gradients), else frozen CLIP (no gradients).
@@ -179,38 +179,64 @@ class DiSa(PromptSRC):
             return F.normalize(encode_image_prompted(self.clip.model, images, drop=drop).pooled, dim=-1)
 
     @torch.no_grad()
+    def explain_cache(self, image: Tensor) -> "DiSaExplainCache":
+        """Encode one image (1, 3, S, S) once for repeated `explain` calls (e.g. slider moves)."""
+        if image.shape[0] != 1:
+            raise ValueError(f"explain takes one image (1, 3, S, S), got {tuple(image.shape)}")
+        scale, image = self.logit_scale, image.to(self.device)
+        teacher, text = self.teacher_text, self.text_features()
+        frozen = encode_image_prompted(self.clip.model, image, patches=True)
+        return DiSaExplainCache(
+            method=self, image=image, frozen_patches=frozen.patches, text=text, teacher=teacher,
+            prompted_full=torch.softmax(scale * self.image_features(image) @ text.T, dim=-1)[0],
+            frozen_full=torch.softmax(scale * F.normalize(frozen.pooled, dim=-1) @ teacher.T, dim=-1)[0])
+
     def explain(self, image: Tensor, class_index: int | None = None, ratio: float | None = None,
                 pool: float | None = None, seed: int = 0) -> dict:
-        """What DiSa's masking sees for one image (1, 3, S, S); ratio / pool default to the config.
+        """What DiSa's masking sees for one image (1, 3, S, S); see `DiSaExplainCache.explain`."""
+        return self.explain_cache(image).explain(class_index, ratio, pool, seed)
+
+
+@dataclass
+class DiSaExplainCache:
+    """One image's frozen patch embeddings, text features and full-image predictions, so a new
+    class, ratio, pool or seed only re-draws the mask and runs the two masked image forwards."""
+
+    method: DiSa
+    image: Tensor  # (1, 3, S, S)
+    frozen_patches: Tensor  # (1, P, D), the saliency keys
+    text: Tensor  # (C, D) ĝ_p
+    teacher: Tensor  # (C, D) ĝ_o, the saliency queries
+    prompted_full: Tensor  # (C,) softmax(s f̂_p ĝ_pᵀ)
+    frozen_full: Tensor  # (C,) softmax(s f̂_o ĝ_oᵀ)
+
+    @torch.no_grad()
+    def explain(self, class_index: int | None = None, ratio: float | None = None,
+                pool: float | None = None, seed: int = 0) -> dict:
+        """Saliency, mask and predictions; ratio / pool default to the method's config.
 
         The saliency query is ĝ_o of `class_index`, or of the class the prompted model predicts.
         Returns: "saliency" (P,), "masked" (M,) patch indices, "grid" (patches per side),
-        "class_index", and (C,) class probabilities "prompted_full", "prompted_masked" (f̂_p with ĝ_p)
-        and "frozen_full", "frozen_masked" (f̂_o with the ensemble ĝ_o).
+        "class_index", and (C,) class probabilities "prompted_full", "prompted_masked" (f̂_p with
+        ĝ_p) and "frozen_full", "frozen_masked" (f̂_o with the ensemble ĝ_o).
         """
-        if image.shape[0] != 1:
-            raise ValueError(f"explain takes one image (1, 3, S, S), got {tuple(image.shape)}")
-        config, scale = self.config, self.logit_scale
-        image = image.to(self.device)
-        teacher, text = self.teacher_text, self.text_features()
-        frozen = encode_image_prompted(self.clip.model, image, patches=True)
-        prompted_full = torch.softmax(scale * self.image_features(image) @ text.T, dim=-1)[0]
+        method, config = self.method, self.method.config
         if class_index is None:
-            class_index = int(prompted_full.argmax())
-        saliency = patch_saliency(frozen.patches, teacher[[class_index]], config.saliency_tau)
+            class_index = int(self.prompted_full.argmax())
+        saliency = patch_saliency(self.frozen_patches, self.teacher[[class_index]], config.saliency_tau)
         generator = torch.Generator().manual_seed(seed)
         masked = saliency_mask(saliency, config.mask_ratio if ratio is None else ratio,
                                config.mask_pool if pool is None else pool, generator)
-        frozen_full = F.normalize(frozen.pooled, dim=-1)
+        scale = method.logit_scale
+        prompted = method.masked_image_features(self.image, masked, prompted=True)
+        frozen = method.masked_image_features(self.image, masked, prompted=False)
         return {
             "saliency": saliency[0],
             "masked": masked[0],
             "grid": int(round(saliency.shape[1] ** 0.5)),
             "class_index": class_index,
-            "prompted_full": prompted_full,
-            "prompted_masked": torch.softmax(
-                scale * self._masked_image_features(image, masked, prompted=True) @ text.T, dim=-1)[0],
-            "frozen_full": torch.softmax(scale * frozen_full @ teacher.T, dim=-1)[0],
-            "frozen_masked": torch.softmax(
-                scale * self._masked_image_features(image, masked, prompted=False) @ teacher.T, dim=-1)[0],
+            "prompted_full": self.prompted_full,
+            "prompted_masked": torch.softmax(scale * prompted @ self.text.T, dim=-1)[0],
+            "frozen_full": self.frozen_full,
+            "frozen_masked": torch.softmax(scale * frozen @ self.teacher.T, dim=-1)[0],
         }
