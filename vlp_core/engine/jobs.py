@@ -113,8 +113,9 @@ def run_job(spec: JobSpec, out_dir: str | Path, progress: bool = True, clip: Cli
     for method in spec.methods:
         for seed in spec.seeds:
             rows += _run_protocol(spec, ctx, method, seed, clip)
+    example = (spec.datasets or preset.base_to_novel)[0]  # the recipe shown for the first dataset
     config = {"spec": asdict(spec), "model": clip.name, "pretrained": clip.pretrained,
-              "recipe": {m: asdict(ctx.recipe(m, "example", spec.shots[-1], 16)) for m in spec.methods}}
+              "recipe": {m: asdict(ctx.recipe(m, example, spec.shots[-1], 16)) for m in spec.methods}}
     write_report(spec.protocol, rows, out_dir, config)
     return rows
 

@@ -9,10 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # drawn without pyplot: no backend is switched for the caller
 
 
 def harmonic_mean(base: float, novel: float) -> float:
@@ -91,7 +88,8 @@ def bar_plot(table: Sequence[dict], value: str, path: Path, title: str) -> None:
     datasets = list(dict.fromkeys(r["dataset"] for r in table))
     methods = list(dict.fromkeys(r["method"] for r in table))
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(datasets) + 2), 3.5))
+    fig = Figure(figsize=(max(5, 1.3 * len(datasets) + 2), 3.5))
+    ax = fig.subplots()
     for i, method in enumerate(methods):
         heights = [next((r[value] for r in table if r["method"] == method and r["dataset"] == d), 0.0)
                    for d in datasets]
@@ -102,12 +100,12 @@ def bar_plot(table: Sequence[dict], value: str, path: Path, title: str) -> None:
     ax.legend(fontsize=7, ncols=min(3, len(methods)))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def curve_plot(table: Sequence[dict], x: str, y: str, path: Path, title: str) -> None:
     """One line per method: `y` against `x` (log2 axis), with the seed spread as error bars."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for method in dict.fromkeys(r["method"] for r in table):
         points = sorted((r[x], r[y], r.get(f"{y}_std", 0.0)) for r in table if r["method"] == method)
         ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
@@ -119,4 +117,3 @@ def curve_plot(table: Sequence[dict], x: str, y: str, path: Path, title: str) ->
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
