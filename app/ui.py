@@ -41,7 +41,7 @@ SWITCH_HELP = """
 
 ```bash
 python app/main.py                                   # bundled model, prompts from assets/prompts/<method>/
-python app/main.py --model vlp-tiny --prompts /tmp/prompts
+python app/main.py --model vlp-tiny --prompts runs/tiny-prompts
 python app/main.py --model ViT-B-16-quickgelu --pretrained openai --prompts runs/vitb16
 python app/main.py --host 0.0.0.0 --port 7860       # serve on the network (default: 127.0.0.1 only)
 ```

@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Contrastively pretrain the small CLIP on SynthWorld captions (resumable), then "
         "measure it and write its model card.",
         epilog="examples:\n  vlp pretrain-synth                       # the bundled model, resumes if killed\n"
-        "  vlp pretrain-synth --steps 200 --out /tmp/synth-small", formatter_class=RAW)
+        "  vlp pretrain-synth --steps 200 --out runs/synth-small", formatter_class=RAW)
     pre.add_argument("--out", default=str(ASSETS_DIR / "synth-clip"), help="output folder (local-dir layout)")
     pre.add_argument("--steps", type=int, default=PretrainDefaults.steps)
     pre.add_argument("--batch-size", type=int, default=PretrainDefaults.batch_size)
