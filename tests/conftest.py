@@ -19,3 +19,15 @@ def images(tiny):
     """Two random normalised images at the tiny model's resolution: (2, 3, 64, 64)."""
     generator = torch.Generator().manual_seed(0)
     return torch.randn(2, 3, tiny.image_size, tiny.image_size, generator=generator)
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny, tmp_path_factory):
+    """The app served on 127.0.0.1 over the tiny CLIP with no prompt checkpoints (learned methods
+    untrained), shared by the server and browser tests."""
+    from app.main import serve
+    from app.models import load_models
+
+    demo = serve(load_models(tiny, tmp_path_factory.mktemp("no-prompts")), quiet=True)
+    yield demo
+    demo.close()

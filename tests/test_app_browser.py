@@ -4,33 +4,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.main import serve
-from app.models import load_models
 from app.screenshot import CHROMIUM, launch_chromium, open_app
 
-pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Debian's chromium at {CHROMIUM}: "
-                       f"`apt-get update && apt-get install -y chromium`"),
-    # gradio's queue sets pandas options that pandas 3 deprecates; not this project's code
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Debian's chromium at {CHROMIUM}: "
+                                "`apt-get update && apt-get install -y chromium`")
 
 
-@pytest.fixture(scope="module")
-def server(tiny, tmp_path_factory):
-    demo = serve(load_models(tiny, tmp_path_factory.mktemp("no-prompts")), quiet=True)
-    yield demo
-    demo.close()
-
-
-def test_pick_a_sample_and_move_to_gallop(server, tmp_path):
+def test_pick_a_sample_and_move_to_gallop(app_server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     shot = tmp_path / "app.png"
     with sync_api.sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         try:
-            page = open_app(browser, server.local_url)
+            page = open_app(browser, app_server.local_url)
             page.get_by_text("ood · test/3 · flower").first.click()  # a gallery thumbnail's caption
             page.get_by_text("Image: SynthWorld ood · test/3").wait_for(timeout=30_000)
             page.get_by_role("tab", name="GalLoP local prompts").click()

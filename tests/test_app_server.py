@@ -4,38 +4,24 @@ import pytest
 from PIL import Image
 
 from app.handlers import DEFAULT_CLASSES
-from app.main import parse_args, serve
-from app.models import load_models
+from app.main import parse_args
 
 gradio_client = pytest.importorskip("gradio_client")
 
-pytestmark = [  # gradio's queue sets pandas options that pandas 3 deprecates; not this project's code
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
 
-
-@pytest.fixture(scope="module")
-def server(tiny, tmp_path_factory):
-    """The app over the tiny CLIP with no prompt checkpoints (every learned method untrained)."""
-    demo = serve(load_models(tiny, tmp_path_factory.mktemp("no-prompts")), quiet=True)
-    yield demo
-    demo.close()
-
-
-def _client(server):
+def _client(app_server):
     """A fresh client: its own session, so its own gr.State."""
-    return gradio_client.Client(server.local_url, verbose=False, analytics_enabled=False,
+    return gradio_client.Client(app_server.local_url, verbose=False, analytics_enabled=False,
                                 download_files=False)
 
 
 @pytest.fixture
-def client(server):
-    return _client(server)
+def client(app_server):
+    return _client(app_server)
 
 
-def test_serves_locally_without_a_share_link(server):
-    assert server.server_name == "127.0.0.1" and server.share_url is None
+def test_serves_locally_without_a_share_link(app_server):
+    assert app_server.server_name == "127.0.0.1" and app_server.share_url is None
     args = parse_args([])
     assert args.host == "127.0.0.1" and not args.share
 
@@ -89,8 +75,8 @@ def test_attribution_endpoint(client):
     assert "GalLoP" in note and "**circle**" in note
 
 
-def test_two_users_keep_their_own_state(server):
-    first, second = _client(server), _client(server)
+def test_two_users_keep_their_own_state(app_server):
+    first, second = _client(app_server), _client(app_server)
     first.predict("heart, ring", api_name="/set_classes")
     second.predict("shapes@painted/test/8", ", ".join(["star", "moon", "cloud"]), api_name="/load_sample")
     *_, first_table = first.predict(5, api_name="/predictions")
