@@ -6,7 +6,7 @@ A preset names the backbone, the training recipe and the datasets of a paper con
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,12 +88,11 @@ def open_dataset(name: str, spec: JobSpec, clip: ClipBundle) -> ClassificationDa
 
 def _context(spec: JobSpec, clip: ClipBundle, out_dir: Path, progress: bool) -> Context:
     preset = PRESETS[spec.preset]
-    recipe = preset.recipe
-    if spec.epochs is not None:
-        def recipe(*args, _base=preset.recipe, _epochs=spec.epochs):
-            from dataclasses import replace
 
-            return replace(_base(*args), epochs=_epochs)
+    def recipe(*args):
+        config = preset.recipe(*args)
+        return config if spec.epochs is None else replace(config, epochs=spec.epochs)
+
     options = dict(spec.method_options)
     if spec.protocol in ("dg", "xd"):  # DiSa / PromptSRC use prompt depth 3 for transfer (spec 3)
         for method in DEEP_METHODS:
@@ -188,7 +187,7 @@ def class_subset(data: ClassificationData, which: str, shots: int, seed: int) ->
     """Labels of `which` classes: "all", or the CoOp base / novel half."""
     if which == "all":
         return list(range(len(data.classnames)))
-    base, novel = base_novel_labels(protocols._few_shot_train(data, shots, seed))
+    base, novel = base_novel_labels(protocols.few_shot_train(data, shots, seed))
     return base if which == "base" else novel
 
 
@@ -201,7 +200,7 @@ def train_one(spec: JobSpec, method: str, dataset: str, classes: str, out_dir: s
     data = open_dataset(dataset, spec, clip)
     shots, seed = spec.shots[-1], spec.seeds[0]
     labels = class_subset(data, classes, shots, seed)
-    items = relabel(protocols._few_shot_train(data, shots, seed), labels)
+    items = relabel(protocols.few_shot_train(data, shots, seed), labels)
     names = [data.classnames[i] for i in labels]
     model = protocols.fit(ctx, method, data, items, names, shots, seed, Path(out_dir))
     test = relabel(data.split("test"), labels)

@@ -98,7 +98,7 @@ def _predict_heads(method, loader) -> dict[str, torch.Tensor]:
     return {k: torch.cat(v) for k, v in outputs.items()}
 
 
-def _few_shot_train(data: ClassificationData, shots: int, seed: int) -> list[Datum]:
+def few_shot_train(data: ClassificationData, shots: int, seed: int) -> list[Datum]:
     """K-shot training items; real datasets persist the draw as CoOp's split_fewshot JSON."""
     cache_dir = data.folder if isinstance(data, CoOpDataset) else None
     return few_shot_split(data, shots, seed, cache_dir)[0]
@@ -111,7 +111,7 @@ def _run_dir(ctx: Context, protocol: str, method: str, dataset: str, seed: int, 
 
 def base_to_novel(ctx: Context, method: str, data: ClassificationData, seed: int, shots: int = 16) -> dict:
     """Train on the base half of the classes (K shots), test on base and on novel classes."""
-    train_items = _few_shot_train(data, shots, seed)
+    train_items = few_shot_train(data, shots, seed)
     base, novel = base_novel_labels(train_items)
     names = data.classnames
     model = fit(ctx, method, data, relabel(train_items, base), [names[i] for i in base], shots, seed,
@@ -126,7 +126,7 @@ def base_to_novel(ctx: Context, method: str, data: ClassificationData, seed: int
 
 def few_shot(ctx: Context, method: str, data: ClassificationData, seed: int, shots: int) -> dict:
     """Train on all classes with K shots, test on the full test set."""
-    train_items = _few_shot_train(data, shots, seed)
+    train_items = few_shot_train(data, shots, seed)
     model = fit(ctx, method, data, train_items, data.classnames, shots, seed,
                 _run_dir(ctx, "fewshot", method, data.name, seed, shots=shots))
     scores = evaluate(ctx, model, data, data.split("test"), data.classnames)
@@ -137,7 +137,7 @@ def transfer(ctx: Context, method: str, source: ClassificationData, targets: Seq
              seed: int, shots: int = 16, protocol: str = "transfer") -> list[dict]:
     """Train on `source` (all classes, K shots); test unchanged on the source and on each target,
     each with its own class names (domain generalisation and cross-dataset transfer)."""
-    train_items = _few_shot_train(source, shots, seed)
+    train_items = few_shot_train(source, shots, seed)
     model = fit(ctx, method, source, train_items, source.classnames, shots, seed,
                 _run_dir(ctx, protocol, method, source.name, seed))
     rows = []
@@ -154,7 +154,7 @@ def ood_detection(ctx: Context, method: str, data: ClassificationData, ood_sets:
 
     Every method gets MCM (max softmax of the cosines, T = 1); GalLoP also L-MCM and GL-MCM.
     """
-    train_items = _few_shot_train(data, shots, seed)
+    train_items = few_shot_train(data, shots, seed)
     model = fit(ctx, method, data, train_items, data.classnames, shots, seed,
                 _run_dir(ctx, "ood", method, data.name, seed))
     model.set_classes(data.classnames)
