@@ -2,12 +2,14 @@
 
 import math
 
+import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from vlp_core.backbone import load_clip
+from vlp_core.backbone import WeightsNotFoundError, load_clip
+from vlp_core.backbone.conv_stem import ConvStem, install_conv_stem
 from vlp_core.engine import pretrain_synth as ps
 
 
@@ -54,3 +56,32 @@ def test_written_folder_loads_as_a_clip(tmp_path):
     assert bundle.tokenizer(["a red star"]).shape == (1, ps.SYNTH_MODEL_CFG["text_cfg"]["context_length"])
     image = torch.zeros(1, 3, 64, 64)
     assert bundle.model.encode_image(image).shape == (1, ps.SYNTH_MODEL_CFG["embed_dim"])
+
+
+def test_written_folder_keeps_the_conv_stem_and_its_outputs(tmp_path):
+    model = ps._new_model(0).eval()
+    ps.write_bundle(model, tmp_path / "synth")
+    loaded = load_clip(str(tmp_path / "synth")).model
+    assert isinstance(loaded.visual.conv1, ConvStem)
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():  # fp16 storage: equal to fp16 precision
+        torch.testing.assert_close(loaded.encode_image(image), model.encode_image(image), atol=2e-2, rtol=2e-2)
+
+
+def test_conv_stem_keeps_the_patch_grid():
+    clip = install_conv_stem(open_clip.CLIP(**ps.SYNTH_MODEL_CFG), (8, 16, 32))
+    grid = 64 // ps.SYNTH_MODEL_CFG["vision_cfg"]["patch_size"]
+    out = clip.visual.conv1(torch.zeros(1, 3, 64, 64))
+    assert out.shape == (1, ps.SYNTH_MODEL_CFG["vision_cfg"]["width"], grid, grid)
+
+
+def test_conv_stem_must_match_the_patch_size():
+    with pytest.raises(ValueError, match="patch size is 8"):
+        install_conv_stem(open_clip.CLIP(**ps.SYNTH_MODEL_CFG), (32, 64))
+
+
+def test_bundle_without_weights_names_the_expected_file(tmp_path):
+    ps.write_bundle(ps._new_model(0), tmp_path / "synth")
+    (tmp_path / "synth" / ps.WEIGHTS_FILE).unlink()
+    with pytest.raises(WeightsNotFoundError, match=ps.WEIGHTS_FILE):
+        load_clip(str(tmp_path / "synth"))

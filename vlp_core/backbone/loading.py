@@ -7,6 +7,7 @@ It never hangs on a missing download: weights that are neither cached nor reacha
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -21,7 +22,10 @@ from urllib.parse import urlparse
 import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
+from safetensors.torch import load_file
 from torch import nn
+
+from vlp_core.backbone.conv_stem import install_conv_stem
 
 ASSETS_DIR = Path(os.environ.get("VLP_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -81,7 +85,7 @@ def load_clip(
     """
     model_dir = _model_dir(model)
     if model_dir is not None:
-        clip = open_clip.create_model(f"local-dir:{model_dir}", device="cpu")
+        clip = _load_model_dir(model_dir)
         pretrained = "bundled" if model_dir.parent == ASSETS_DIR else str(model_dir)
     elif model in RANDOM_INIT_MODELS and pretrained is None:
         with torch.random.fork_rng(devices=[]), _quiet_logging():
@@ -111,6 +115,21 @@ def _model_dir(model: str) -> Path | None:
         if (candidate / "open_clip_config.json").is_file():
             return candidate
     return None
+
+
+def _load_model_dir(model_dir: Path) -> nn.Module:
+    """An open_clip local-dir model; a `"conv_stem"` entry of its config replaces the patchify stem."""
+    config = json.loads((model_dir / "open_clip_config.json").read_text())
+    if "conv_stem" not in config:
+        return open_clip.create_model(f"local-dir:{model_dir}", device="cpu")
+    with _quiet_logging():
+        clip = open_clip.create_model(f"local-dir:{model_dir}", device="cpu", load_weights=False)
+    install_conv_stem(clip, config["conv_stem"])
+    weights = model_dir / "open_clip_model.safetensors"
+    if not weights.is_file():
+        raise WeightsNotFoundError(f"{model_dir} has an open_clip_config.json but no weights: expected {weights}")
+    clip.load_state_dict(load_file(str(weights)), strict=True)
+    return clip
 
 
 def _load_open_clip(model: str, pretrained: str | None) -> nn.Module:

@@ -116,7 +116,7 @@ def keep_indices(drop: Tensor, num_patches: int) -> Tensor:
 
 def patch_tokens(visual: nn.Module, images: Tensor) -> Tensor:
     """CLS + patch tokens with positional embedding, before ln_pre -> (B, 1 + P, Dv)."""
-    x = visual.conv1(images.to(visual.conv1.weight.dtype))
+    x = visual.conv1(images.to(visual.class_embedding.dtype))
     x = x.flatten(2).transpose(1, 2)
     cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], 1, -1)
     return torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from vlp_core.backbone.conv_stem import install_conv_stem
 from vlp_core.data.synthworld import pretraining_batch
 
 SYNTH_MODEL_CFG = {
@@ -30,6 +31,8 @@ SYNTH_MODEL_CFG = {
     "vision_cfg": {"image_size": 64, "layers": 6, "width": 128, "patch_size": 8},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 4},
 }
+# Channels of the convolutional stem that replaces the patchify conv (vlp_core/backbone/conv_stem.py).
+SYNTH_CONV_STEM = (32, 64, 128)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PREPROCESS_CFG = {"size": 64, "mode": "RGB", "mean": CLIP_MEAN, "std": CLIP_STD,
@@ -40,7 +43,7 @@ STATE_DIR = "pretrain-state"
 
 @dataclass
 class PretrainConfig:
-    steps: int = 1800
+    steps: int = 2000
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -73,7 +76,7 @@ def _lr(config: PretrainConfig, step: int) -> float:
 
 def _new_model(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return open_clip.CLIP(**SYNTH_MODEL_CFG)
+    return install_conv_stem(open_clip.CLIP(**SYNTH_MODEL_CFG), SYNTH_CONV_STEM)
 
 
 def _optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
@@ -145,7 +148,7 @@ def pretrain_synth(out_dir: str | Path, config: PretrainConfig = PretrainConfig(
 def write_bundle(model: torch.nn.Module, out_dir: Path) -> Path:
     """Save `model` as open_clip's local-dir layout: open_clip_config.json + fp16 safetensors."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {"model_cfg": SYNTH_MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}
+    config = {"model_cfg": SYNTH_MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG, "conv_stem": list(SYNTH_CONV_STEM)}
     (out_dir / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     weights = {k: v.detach().half().contiguous() for k, v in model.state_dict().items() if k != "attn_mask"}
     save_file(weights, str(out_dir / WEIGHTS_FILE))
@@ -156,12 +159,34 @@ CARD_SUITES = ("shapes", "colour_shapes", "patterns", "scenes",
                "shapes@sketch", "shapes@noisy", "shapes@pixelated", "shapes@painted")
 
 
+# Floors of zero-shot top-1 % that the tests assert (recomputed on 160 test images per suite):
+# about two thirds of the measured values, each above chance.
+ZERO_SHOT_FLOORS: dict[str, float] = {
+    "shapes": 18.0, "colour_shapes": 50.0, "patterns": 11.0, "scenes": 5.5,
+    "shapes@sketch": 13.0, "shapes@noisy": 12.0, "shapes@pixelated": 13.0, "shapes@painted": 12.0,
+}
+HELD_OUT_FLOOR = 45.0  # colour_shapes, held-out combinations among all 32 classes
+POINTING_OVER_AREA = 2.0  # output patch tokens on `shapes`: hit rate > this x the object's area
+ZERO_SHOT_BAND = (35.0, 85.0)  # zero-shot top-1 % that leaves room for prompt learning
+
+
+def _band_note(report: dict[str, dict]) -> str:
+    """The card's statement of which suites sit outside ZERO_SHOT_BAND."""
+    low, high = ZERO_SHOT_BAND
+    outside = [f"`{name}` {r['zero_shot']:.1f} % (chance {r['chance']:.1f} %)"
+               for name, r in report.items() if not low <= r["zero_shot"] <= high]
+    if not outside:
+        return f"## Zero-shot band\n\nEvery suite above sits within {low:.0f}-{high:.0f} % zero-shot top-1."
+    return (f"## Zero-shot band\n\nOutside {low:.0f}-{high:.0f} % zero-shot top-1: {'; '.join(outside)}. "
+            "Prompt learning has to find the missing evidence in the frozen features there.")
+
+
 def model_card(config: PretrainConfig, report: dict[str, dict], random_report: dict[str, dict], n: int) -> str:
     """MODEL_CARD.md text: training command and data, held-out combinations, measured accuracy."""
-    from vlp_core.data.synthworld import HELD_OUT_COMBOS
+    from vlp_core.data.synthworld import DEFAULT_DIFFICULTY, HELD_OUT_COMBOS
 
     rows = "\n".join(
-        f"| `{name}` | {r['classes']} | {r['chance']:.1f} | {r['zero_shot']:.1f} | "
+        f"| `{name}` | {r['classes']} | {r['chance']:.1f} | {r['zero_shot']:.1f} | {ZERO_SHOT_FLOORS[name]:.1f} | "
         f"{r['pointing_hit_rate']:.1f} | {r['pointing_hit_rate_patches']:.1f} | "
         f"{random_report[name]['pointing_hit_rate']:.1f} | {r['object_area']:.1f} |"
         for name, r in report.items()
@@ -175,42 +200,53 @@ A small CLIP (open_clip architecture: ViT image tower, transformer text tower, t
 tokenizer) pretrained contrastively on SynthWorld captions. It is the default model of VLP Lab, so
 everything runs offline; every code path it exercises is the one ViT-B/16 uses.
 
-- Architecture: ViT {cfg['vision_cfg']['layers']} blocks x width {cfg['vision_cfg']['width']}, patch
-  {cfg['vision_cfg']['patch_size']} at {cfg['vision_cfg']['image_size']} px ({(cfg['vision_cfg']['image_size'] // cfg['vision_cfg']['patch_size']) ** 2} patches);
-  text {cfg['text_cfg']['layers']} blocks x width {cfg['text_cfg']['width']}, context {cfg['text_cfg']['context_length']};
-  joint dimension {cfg['embed_dim']}. Weights stored in fp16 (loaded as fp32).
+- Architecture: ViT {cfg['vision_cfg']['layers']} blocks x width {cfg['vision_cfg']['width']} on a
+  {(cfg['vision_cfg']['image_size'] // cfg['vision_cfg']['patch_size'])}x{(cfg['vision_cfg']['image_size'] // cfg['vision_cfg']['patch_size'])} patch grid at {cfg['vision_cfg']['image_size']} px (patch {cfg['vision_cfg']['patch_size']}); the patchify convolution is replaced by a
+  convolutional stem ({len(SYNTH_CONV_STEM)} stride-2 3x3 conv + BatchNorm + ReLU blocks with {', '.join(map(str, SYNTH_CONV_STEM))} channels, then a
+  1x1 conv; Xiao et al. 2021), named `conv_stem` in `open_clip_config.json`. Text {cfg['text_cfg']['layers']} blocks x width
+  {cfg['text_cfg']['width']}, context {cfg['text_cfg']['context_length']}; joint dimension {cfg['embed_dim']}. Weights stored in fp16 (loaded as fp32).
 - Training command: `vlp pretrain-synth --steps {config.steps} --batch-size {config.batch_size} --seed {config.seed}`
   (AdamW lr {config.lr}, weight decay {config.weight_decay}, {config.warmup_steps} warm-up steps then cosine;
   {config.steps * config.batch_size:,} image-caption pairs, CPU).
 - Data: the SynthWorld pretraining stream (all rendering styles, 1-4 objects, captions from several
-  templates that name size, colour, pattern, shape, background, style and neighbours).
-- Held out of pretraining entirely (never rendered as the main object): {held}.
+  templates that name size, colour, pattern, shape, background, style and neighbours). Half of the
+  stream's groups are simple scenes (no distractors, plain or gradient background), half have the
+  suites' clutter; objects are rotated by at most {DEFAULT_DIFFICULTY.max_rotation:.0f} degrees.
+- Held out of pretraining entirely (never rendered as any object): {held}.
   They are the novel half of the `colour_shapes` suite.
 
 ## Measured zero-shot accuracy (template "a photo of a {{}}.", first {n} test images per suite)
 
-| suite | classes | chance % | zero-shot top-1 % | pointing hit %, value-only features | pointing hit %, output patch tokens | pointing hit %, random-init model | object area % |
-|---|---|---|---|---|---|---|---|
+| suite | classes | chance % | zero-shot top-1 % | floor asserted by the tests % | pointing hit %, value-only features | pointing hit %, output patch tokens | pointing hit %, random-init model | object area % |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
 `colour_shapes`: seen combinations {cs['zero_shot_seen']:.1f} %, held-out combinations {cs['zero_shot_held_out']:.1f} %
-(classified among all 32 classes).
+(classified among all 32 classes; the tests assert held-out > {HELD_OUT_FLOOR:.0f} %). The tests also assert that on
+`shapes` the output patch tokens hit the object more than {POINTING_OVER_AREA:.0f}x as often as a random patch.
 
 Pointing game: the patch whose feature is most similar to the true class's text is a hit if it
 touches the ground-truth object mask. "Value-only features" are the last block's value-only path
 (each token attending to itself: the MaskCLIP / GL-MCM trick that GalLoP's local prompts use);
-"output patch tokens" are `ln_post` + `proj` of the last block's patch outputs, which contrastive
-training on the CLS token never aligns with text. "Object area" is the share of patches that touch
-the object, the hit rate of a uniformly random patch; a random-init model of the same architecture
-is a second baseline. Tests recompute these numbers on fewer images and assert floors below them.
+"output patch tokens" are `ln_post` + `proj` of the last block's patch outputs (the features DiSa's
+saliency compares with the class text). "Object area" is the share of patches that touch the object,
+the hit rate of a uniformly random patch; the random-init column (value-only features of a model of
+the same architecture with random weights) is a second baseline: objects lie away from the edges
+more often than not, so even random features beat the area a little. Tests recompute these numbers
+on fewer images and assert floors below them.
 
-## Limits, measured
+## Why a convolutional stem and simple scenes
 
-Within its CPU budget (about 40 minutes on one core, 230k pairs) the model learns colour, pattern
-words and styles, but barely the shapes of small objects among distractors: a from-scratch ViT needs
-far more samples for that (a supervised shape classifier of the same ViT is still at chance after
-10k samples). So `colour_shapes` sits in the intended zero-shot band while the shape-labelled
-suites sit near chance, and prompt learning on them has to find the shape evidence itself.
+Measured on one CPU core, supervised 12-way shape classification, batches of 64, AdamW lr 1e-3: on
+simple upright scenes (plain background, solid large objects) a 4-layer BatchNorm CNN reaches 96 %
+training accuracy within 150 steps, while this ViT with open_clip's patchify stem is at 13 % and with
+the convolutional stem at 23 %; with the suites' clutter (textured backgrounds, distractors, small
+objects) even the CNN is at 19 % after 200 steps. A from-scratch patchify ViT learns shape far too
+slowly for a CPU budget, and clutter slows every model down, so the stream mixes simple scenes with
+cluttered ones and the ViT gets a convolutional stem. The earlier patchify model trained on the
+cluttered stream alone reached 10.5 % zero-shot on `shapes` (chance 8.3 %).
+
+{_band_note(report)}
 """
 
 

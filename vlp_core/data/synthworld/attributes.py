@@ -127,8 +127,9 @@ class Difficulty:
     noise_sigma: float = 55.0
     # Block side in pixels of the "pixelated" style at 64x64 (scaled with the image size).
     pixel_block: int = 3
-    # Maximum rotation of the main object in degrees (180 = any orientation).
-    max_rotation: float = 180.0
+    # Maximum rotation of every object in degrees (180 = any orientation). Objects stand roughly
+    # upright, as in photos; at 180 a square and a diamond would be the same shape.
+    max_rotation: float = 30.0
 
     def radius_range(self, size: str) -> tuple[float, float]:
         """(min, max) radius of a main object of size word `size`."""
@@ -136,6 +137,11 @@ class Difficulty:
 
 
 DEFAULT_DIFFICULTY = Difficulty()
+
+# The easy scenes that make up part of the pretraining stream: no distractors, plain or gradient
+# backgrounds. A small model learns shapes from them within a CPU budget and carries them over to
+# the cluttered scenes of the suites (see MODEL_CARD.md of synth-clip).
+SIMPLE_DIFFICULTY = Difficulty(distractor_prob=0.0, background_weights=(0.5, 0.5, 0.0, 0.0, 0.0, 0.0))
 
 
 def article(word: str) -> str:

@@ -18,6 +18,7 @@ from vlp_core.data.synthworld.attributes import (
     DEFAULT_DIFFICULTY,
     HELD_OUT_COMBOS,
     PATTERNS,
+    SIMPLE_DIFFICULTY,
     SIZES,
     Difficulty,
 )
@@ -35,6 +36,7 @@ STYLE_WEIGHTS: dict[str, float] = {
     "painted": 0.125,
 }
 PAIR_SCENE_PROB = 0.25
+SIMPLE_SCENE_PROB = 0.5  # share of groups drawn with SIMPLE_DIFFICULTY instead of `difficulty`
 GROUP_SIZE = 4  # consecutive examples that share everything but the shapes (hard negatives)
 _STYLE_LIST = tuple(STYLE_WEIGHTS)
 
@@ -44,16 +46,20 @@ def pretraining_example(
     seed: int,
     held_out: Sequence[Combo] = HELD_OUT_COMBOS,
     difficulty: Difficulty = DEFAULT_DIFFICULTY,
+    simple_prob: float = SIMPLE_SCENE_PROB,
 ) -> tuple[SceneSpec, str]:
     """Scene and caption of example `index` of the stream under `seed`.
 
-    Consecutive groups of `GROUP_SIZE` examples share the style, the scene kind and, for
-    single-object scenes, the main object's colour, pattern and size: each group is a set of hard
-    negatives that a contrastive batch can only tell apart by shape (and by the clutter).
+    Consecutive groups of `GROUP_SIZE` examples share the style, the scene kind, the difficulty
+    (`SIMPLE_DIFFICULTY` with probability `simple_prob`, else `difficulty`) and, for single-object
+    scenes, the main object's colour, pattern and size: each group is a set of hard negatives that
+    a contrastive batch can only tell apart by shape (and by the clutter).
     """
     group = item_rng(seed, STREAM, "group", index // GROUP_SIZE)
     rng = item_rng(seed, STREAM, "stream", index)
     style = _STYLE_LIST[int(group.choice(len(_STYLE_LIST), p=list(STYLE_WEIGHTS.values())))]
+    if group.random() < simple_prob:
+        difficulty = SIMPLE_DIFFICULTY
     if group.random() < PAIR_SCENE_PROB:
         spec = sample_pair_scene(
             rng, difficulty, style=style, candidates=ALL_SHAPES, excluded=held_out
