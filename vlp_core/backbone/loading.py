@@ -31,6 +31,7 @@ ASSETS_DIR = Path(os.environ.get("VLP_ASSETS", Path(__file__).resolve().parents[
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 RANDOM_INIT_MODELS = ("vlp-tiny",)  # registered configs that run with seeded random weights
 DEFAULT_MODEL = "synth-clip"
+WEIGHTS_FILE = "open_clip_model.safetensors"  # open_clip's weights file name in a local-dir / hub folder
 _OPENAI_JIT_KEYS_TO_DROP = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 open_clip.add_model_config(CONFIG_DIR)
@@ -125,7 +126,7 @@ def _load_model_dir(model_dir: Path) -> nn.Module:
     with _quiet_logging():
         clip = open_clip.create_model(f"local-dir:{model_dir}", device="cpu", load_weights=False)
     install_conv_stem(clip, config["conv_stem"])
-    weights = model_dir / "open_clip_model.safetensors"
+    weights = model_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise WeightsNotFoundError(f"{model_dir} has an open_clip_config.json but no weights: expected {weights}")
     clip.load_state_dict(load_file(str(weights)), strict=True)
@@ -194,7 +195,7 @@ def _cached_weights(tag_cfg: dict) -> Path | None:
         repo, filename = os.path.split(tag_cfg["hf_hub"])
         filename = filename or "open_clip_pytorch_model.bin"
         stem = filename.rsplit(".", 1)[0]
-        for candidate in (f"{stem}.safetensors", "open_clip_model.safetensors", filename):
+        for candidate in (f"{stem}.safetensors", WEIGHTS_FILE, filename):
             found = try_to_load_from_cache(repo, candidate)
             if isinstance(found, str):
                 return Path(found)

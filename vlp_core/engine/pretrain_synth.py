@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from vlp_core.backbone.conv_stem import install_conv_stem
+from vlp_core.backbone.loading import WEIGHTS_FILE
 from vlp_core.data.synthworld import pretraining_batch
 
 SYNTH_MODEL_CFG = {
@@ -37,7 +38,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PREPROCESS_CFG = {"size": 64, "mode": "RGB", "mean": CLIP_MEAN, "std": CLIP_STD,
                   "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}
-WEIGHTS_FILE = "open_clip_model.safetensors"
 STATE_DIR = "pretrain-state"
 
 
