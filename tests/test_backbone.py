@@ -282,3 +282,21 @@ def test_frozen_text_raw_feature_average_for_promptsrc(tiny):
     expected = torch.nn.functional.normalize((raw[0] + raw[1]) / 2, dim=-1)
     torch.testing.assert_close(frozen(CLASSES, templates, normalize_each=False), expected, atol=1e-5, rtol=0)
     assert (frozen(CLASSES, templates) - expected).abs().max() > 1e-6  # the unit-vector mean differs
+
+
+def test_unsupported_image_towers_are_refused_at_load():
+    with pytest.raises(ValueError, match="ModifiedResNet image tower"):
+        load_clip("RN50")
+    clip = load_clip("vlp-tiny")
+    clip.model.visual.pool_type = "avg"  # as an open_clip config with "pool_type": "avg" builds it
+    with pytest.raises(ValueError, match="'avg' pooling.*class token"):
+        loading._check_image_tower(clip.model.visual, "vlp-tiny-avg")
+    clip.model.visual.pool_type, clip.model.visual.attn_pool = "tok", torch.nn.Identity()
+    with pytest.raises(ValueError, match="attentional pooling"):
+        loading._check_image_tower(clip.model.visual, "vlp-tiny-attn")
+
+
+def test_the_bundled_model_missing_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(loading, "ASSETS_DIR", tmp_path / "site-packages" / "assets")
+    with pytest.raises(WeightsNotFoundError, match="pip install -e .*VLP_ASSETS"):
+        load_clip("synth-clip")

@@ -94,10 +94,24 @@ def load_clip(
             clip = open_clip.create_model(model, device="cpu")
     else:
         clip = _load_open_clip(model, pretrained)
+    _check_image_tower(clip.visual, model)
     clip = clip.to(device).eval().requires_grad_(False)
     preprocess = image_transform_v2(PreprocessCfg(**clip.visual.preprocess_cfg), is_train=False)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{model_dir}" if model_dir is not None else model)
     return ClipBundle(clip, preprocess, tokenizer, model, pretrained)
+
+
+def _check_image_tower(visual: nn.Module, model: str) -> None:
+    """Refuse image towers whose pooled feature is not the class token after `ln_post` (what the
+    prompted forward computes): ResNets, average pooling, attentional pooling."""
+    if not isinstance(visual, open_clip.transformer.VisionTransformer):
+        raise ValueError(f"{model} has a {type(visual).__name__} image tower; the prompted forward needs a "
+                         f"ViT (e.g. ViT-B-16-quickgelu)")
+    if visual.attn_pool is not None or visual.pool_type != "tok":
+        pooling = "attentional pooling" if visual.attn_pool is not None else f"{visual.pool_type!r} pooling"
+        raise ValueError(f"{model}'s image tower uses {pooling}; the prompted forward pools the class token "
+                         f"(pool_type 'tok', no attentional pooler), so it would compute other features. "
+                         f"Use a CLIP ViT with class-token pooling (e.g. ViT-B-16-quickgelu)")
 
 
 @contextmanager
@@ -134,6 +148,12 @@ def _load_model_dir(model_dir: Path) -> nn.Module:
 
 
 def _load_open_clip(model: str, pretrained: str | None) -> nn.Module:
+    if model == DEFAULT_MODEL:
+        raise WeightsNotFoundError(
+            f"the bundled model {DEFAULT_MODEL} is not in {ASSETS_DIR / DEFAULT_MODEL}: it ships with the "
+            f"repository, not the package. Install from a clone with `pip install -e .`, or point the "
+            f"VLP_ASSETS environment variable at a copy of the repository's assets/ folder."
+        )
     if model not in open_clip.list_models():
         raise ValueError(
             f"Unknown model {model!r}. Use a bundled model ({', '.join(bundled_models())}) or an "

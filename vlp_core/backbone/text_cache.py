@@ -39,15 +39,18 @@ class FrozenTextFeatures:
 
     @torch.no_grad()
     def _encode(self, class_names: tuple[str, ...], templates: tuple[str, ...], normalize_each: bool) -> Tensor:
+        """Constant features: computed with autocast off, so they are in the model's own precision
+        (float32 for CLIP) even when first asked for inside a mixed-precision training step."""
         device = self.model.token_embedding.weight.device
         per_template = []
-        for template in templates:
-            texts = [template.format(name) for name in class_names]
-            chunks = []
-            for start in range(0, len(texts), self.batch_size):
-                ids = self.tokenizer(texts[start : start + self.batch_size]).to(device)
-                features = encode_text_prompted(self.model, ids).float()  # trims padding: faster
-                chunks.append(F.normalize(features, dim=-1) if normalize_each else features)
-                self.encoder_calls += 1
-            per_template.append(torch.cat(chunks))
+        with torch.autocast(device.type, enabled=False):
+            for template in templates:
+                texts = [template.format(name) for name in class_names]
+                chunks = []
+                for start in range(0, len(texts), self.batch_size):
+                    ids = self.tokenizer(texts[start : start + self.batch_size]).to(device)
+                    features = encode_text_prompted(self.model, ids)  # trims padding: faster
+                    chunks.append(F.normalize(features, dim=-1) if normalize_each else features)
+                    self.encoder_calls += 1
+                per_template.append(torch.cat(chunks))
         return F.normalize(torch.stack(per_template).mean(0), dim=-1)
