@@ -8,66 +8,30 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlp_core.data.base import ClassificationData, Datum
-from vlp_core.data.coop import DatasetNotFoundError, ImageReadError, get_dataset, image_folder, list_datasets
+from fakes import IMAGENET, PETS_TRAIN, image, write_imagenet, write_pets
+from vlp_core.data.base import ClassificationData, Datum, FirstAppearanceOrder
+from vlp_core.data.coop import (
+    DatasetContentError,
+    DatasetNotFoundError,
+    ImageReadError,
+    get_dataset,
+    get_ood_set,
+    list_datasets,
+)
 from vlp_core.data.fewshot import base_novel_labels, base_novel_split, sample_few_shot
 from vlp_core.data.fewshot_cache import few_shot_path, few_shot_split
-
-PETS = {0: "abyssinian", 1: "american_bulldog", 2: "yorkshire_terrier"}
-PETS_TRAIN = [2, 0, 2, 1, 2, 0, 2, 1, 2, 0, 2]  # 6 x label 2, 3 x label 0, 2 x label 1, out of order
-PETS_VAL = [1, 0, 2, 2, 0, 1]
-PETS_TEST = [2, 1, 0]
-IMAGENET = {  # classnames.txt lines, not in wnid order
-    "n02000000": "goldfish", "n01000000": "tench", "n04000000": "great white shark", "n03000000": "tiger cat",
-}
-
-
-def _image(path: Path, colour=(200, 30, 30)) -> None:
-    """A real 8x8 RGB image file (format from the suffix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), colour).save(path)
-
-
-def _split_entries(labels: list[int], split: str) -> list[list]:
-    return [[f"{PETS[label]}/{split}_{i}.jpg", label, PETS[label]] for i, label in enumerate(labels)]
 
 
 @pytest.fixture
 def pets_root(tmp_path: Path) -> Path:
     """oxford_pets/ with a split_zhou file whose classes appear out of label order."""
-    folder = tmp_path / "oxford_pets"
-    split = {"train": _split_entries(PETS_TRAIN, "train"), "val": _split_entries(PETS_VAL, "val"),
-             "test": _split_entries(PETS_TEST, "test")}
-    for entries in split.values():
-        for relpath, _, _ in entries:
-            _image(folder / "images" / relpath)
-    (folder / "split_zhou_OxfordPets.json").write_text(json.dumps(split))
-    return tmp_path
+    return write_pets(tmp_path)
 
 
 @pytest.fixture
 def imagenet_root(tmp_path: Path) -> Path:
     """imagenet/ (4 classes, classnames.txt unsorted) plus -V2, -Sketch and -R on some of its classes."""
-    lines = "".join(f"{wnid} {name}\n" for wnid, name in IMAGENET.items())
-    (tmp_path / "imagenet").mkdir()
-    (tmp_path / "imagenet" / "classnames.txt").write_text(lines)
-    for wnid in IMAGENET:
-        for i in range(2):
-            _image(tmp_path / "imagenet" / "images" / "train" / wnid / f"{i}.JPEG", colour=(50 + 100 * i, 0, 0))
-        _image(tmp_path / "imagenet" / "images" / "val" / wnid / "v.JPEG")
-    v2 = tmp_path / "imagenetv2"
-    _image(v2 / "imagenetv2-matched-frequency-format-val" / "0" / "a.jpeg")
-    _image(v2 / "imagenetv2-matched-frequency-format-val" / "3" / "b.jpeg")
-    (v2 / "classnames.txt").write_text(lines)
-    for name in ("a.jpg", "b.jpg"):
-        _image(tmp_path / "imagenet-sketch" / "images" / "n02000000" / name)
-    _image(tmp_path / "imagenet-sketch" / "images" / "n04000000" / "c.jpg")
-    rendition = tmp_path / "imagenet-rendition" / "imagenet-r"
-    _image(rendition / "n04000000" / "x.jpg")
-    _image(rendition / "n02000000" / "y.jpg")
-    _image(rendition / "n02000000" / "z.jpg")
-    (rendition / "README.txt").write_text("not a class")
-    return tmp_path
+    return write_imagenet(tmp_path)
 
 
 @pytest.fixture
@@ -81,7 +45,7 @@ def fgvc_root(tmp_path: Path) -> Path:
     for split, lines in splits.items():
         (folder / f"images_variant_{split}.txt").write_text("\n".join(lines) + "\n")
         for line in lines:
-            _image(folder / "images" / f"{line.split()[0]}.jpg")
+            image(folder / "images" / f"{line.split()[0]}.jpg")
     return tmp_path
 
 
@@ -142,16 +106,16 @@ def test_imagenet_shifts(imagenet_root):
 
 def test_ood_folder_is_unlabelled_test_split(tmp_path):
     folder = tmp_path / "iNaturalist"
-    _image(folder / "images" / "a.jpg")
-    _image(folder / "images" / "b.jpg")
-    _image(folder / "images" / "sub" / "c.png")
-    _image(folder / "images" / ".hidden.jpg")
+    image(folder / "images" / "a.jpg")
+    image(folder / "images" / "b.jpg")
+    image(folder / "images" / "sub" / "c.png")
+    image(folder / "images" / ".hidden.jpg")
     (folder / "images" / "notes.txt").write_text("not an image")
-    data = get_dataset("iNaturalist", tmp_path)
+    data = get_ood_set("iNaturalist", tmp_path)
     assert data.classnames == [] and data.split("train") == []
     assert [(d.key, d.label) for d in data.split("test")] == [
         ("images/a.jpg", -1), ("images/b.jpg", -1), ("images/sub/c.png", -1)]
-    assert [d.key for d in image_folder("iNaturalist/images/sub", tmp_path).split("test")] == ["c.png"]
+    assert [d.key for d in get_ood_set("iNaturalist/images/sub", tmp_path).split("test")] == ["c.png"]
 
 
 def test_few_shot_equals_sample_few_shot_and_persists_at_coop_path(pets_root):
@@ -280,3 +244,62 @@ def test_grayscale_rgba_palette_load_as_rgb(pets_root, image, rgb):
     image.save(data.image_root / f"{image.mode}.png")
     loaded = data.load_image(Datum(f"{image.mode}.png", 0, "abyssinian"))
     assert loaded.mode == "RGB" and loaded.size == (8, 8) and loaded.getpixel((3, 3)) == rgb
+
+
+def test_get_dataset_sun_never_means_the_ood_set(tmp_path):
+    with pytest.raises(KeyError, match="did you mean SUN397\\? SUN is an OOD set"):
+        get_dataset("sun", tmp_path)
+    with pytest.raises(KeyError, match="iNaturalist is an OOD set"):
+        get_dataset("inaturalist", tmp_path)
+    for folder in ("SUN", "dtd/images", "my_folder"):
+        (tmp_path / folder).mkdir(parents=True)
+    assert get_ood_set("sun", tmp_path).image_root == tmp_path / "SUN"
+    assert get_ood_set("Textures", tmp_path).image_root == tmp_path / "dtd" / "images"  # the table's path
+    assert get_ood_set("my_folder", tmp_path).name == "my_folder"
+
+
+def test_check_names_every_problem_with_paths(pets_root):
+    data = get_dataset("OxfordPets", pets_root)
+    missing = [data.image_root / d.key for d in data.split("test")[:2]]
+    for path in missing:
+        path.unlink()
+    with pytest.raises(DatasetContentError) as error:
+        data.check(("train", "test"))
+    message = str(error.value)
+    assert "3 classes found where OxfordPets has 37" in message
+    assert "2 of the 3 listed test images do not exist" in message and str(missing[0]) in message
+    assert "split_zhou_OxfordPets.json" in message  # the layout it expected
+
+
+def test_check_finds_empty_splits_and_classes_without_images(imagenet_root, tmp_path, monkeypatch):
+    import dataclasses
+
+    from vlp_core.data import coop
+
+    for name in ("imagenet", "imagenetv2"):  # the fake ImageNet has 4 classes, not 1000
+        monkeypatch.setitem(coop._BY_NAME, name, dataclasses.replace(coop._BY_NAME[name], num_classes=4))
+    get_dataset("ImageNet", imagenet_root).check()
+    for file in (imagenet_root / "imagenet" / "images" / "train" / "n03000000").iterdir():
+        file.unlink()
+    with pytest.raises(DatasetContentError, match="1 classes have no training images \\(e.g. tiger cat\\)"):
+        get_dataset("ImageNet", imagenet_root).check()
+    v2 = imagenet_root / "imagenetv2" / "imagenetv2-matched-frequency-format-val"
+    for folder in ("0", "3"):  # wnid folders instead of 0..999: nothing is read
+        (v2 / folder).rename(v2 / f"n0{folder}000000")
+    with pytest.raises(DatasetContentError, match=f"no images in the test split under {v2}"):
+        get_dataset("ImageNet-V2", imagenet_root).check(("test",))
+    (tmp_path / "Places").mkdir()
+    with pytest.raises(DatasetContentError, match="no images in the test split"):
+        get_ood_set("Places", tmp_path).check(("test",))
+
+
+def test_first_appearance_order_relabels_every_split(pets_root):
+    data = get_dataset("OxfordPets", pets_root)
+    view = FirstAppearanceOrder(data)  # train labels appear as 2, 0, 1
+    assert view.classnames == ["yorkshire terrier", "abyssinian", "american bulldog"]
+    assert [d.label for d in view.split("train")] == [{2: 0, 0: 1, 1: 2}[label] for label in PETS_TRAIN]
+    assert all(d.classname == view.classnames[d.label] for d in view.split("test"))
+    assert view.load_image(view.split("test")[0]).size == (8, 8) and view.folder == data.folder
+    few_train, _ = few_shot_split(view, 2, 1, view.folder, class_order="first_appearance")
+    assert few_shot_path(view.folder, 2, 1, class_order="first_appearance").name == "shot_2-seed_1-first_appearance.json"
+    assert {d.label for d in few_train} == {0, 1, 2} and set(few_train) <= set(view.split("train"))

@@ -9,12 +9,13 @@ touch pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 SPLITS = ("train", "val", "test")
+ClassOrder = Literal["label", "first_appearance"]
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,36 @@ class ClassificationData(Protocol):
     def load_mask(self, datum: Datum) -> np.ndarray | None:
         """A boolean (H, W) ground-truth object mask, or None where the dataset has none."""
         ...
+
+
+class FirstAppearanceOrder:
+    """`data` with its classes numbered in order of first appearance in its train split (GalLoP's
+    official class indices; classes absent from train follow in label order) instead of by the
+    dataset's own labels. Images, masks and the `folder` of a real dataset are the wrapped data's."""
+
+    def __init__(self, data: ClassificationData):
+        self.data = data
+        self.name = data.name
+        self.folder = getattr(data, "folder", None)
+        seen = list(dict.fromkeys(d.label for d in data.split("train")))
+        self.order = seen + [label for label in range(len(data.classnames)) if label not in seen]
+
+    @property
+    def classnames(self) -> list[str]:
+        return [self.data.classnames[label] for label in self.order]
+
+    def split(self, name: str) -> list[Datum]:
+        return relabel(self.data.split(name), self.order)
+
+    def load_image(self, datum: Datum) -> Image.Image:
+        return self.data.load_image(datum)
+
+    def load_mask(self, datum: Datum) -> np.ndarray | None:
+        return self.data.load_mask(datum)
+
+
+def in_class_order(data: ClassificationData, order: ClassOrder) -> ClassificationData:
+    """`data` itself ("label") or its `FirstAppearanceOrder` view ("first_appearance")."""
+    if order not in ("label", "first_appearance"):
+        raise ValueError(f"class order must be 'label' or 'first_appearance', got {order!r}")
+    return data if order == "label" else FirstAppearanceOrder(data)

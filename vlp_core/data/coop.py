@@ -1,7 +1,7 @@
 """CoOp-format real datasets: the 11 benchmark datasets, ImageNet's domain shifts and OOD folders.
 
 Every dataset is read in the folder layout users already have from CoOp's DATASETS.md
-(`specs/protocols.md`), under a data root given with `--data-root`. One class, `CoOpDataset`,
+(docs/methods.md lists it), under a data root given with `--data-root`. One class, `CoOpDataset`,
 serves them all, driven by the table `DATASETS`; the `kind` of a table row says how its classes
 and splits are read.
 
@@ -15,7 +15,10 @@ Conventions (the same as CoOp's unless noted):
 - Splits: ImageNet has no val split (an empty list; CoOp reuses the test set as "val", and the
   protocol selects no model). Domain-shift and OOD sets have only a test split.
 - OOD folders hold unlabelled images (directly or in subfolders): `classnames` is empty and
-  every item has label -1 and class name "".
+  every item has label -1 and class name "". They are opened with `get_ood_set`, never by
+  `get_dataset`, so "sun" can only mean SUN397 there (the OOD set is "SUN").
+- `CoOpDataset.check` refuses a dataset whose files do not make it (an empty split, a class count
+  other than the table's, listed images that do not exist) before anything is trained on it.
 - A `Datum.key` is the image path relative to the dataset's image folder, "/"-separated.
 - Images inside a folder are listed in sorted path order, so item order (and with it few-shot
   sampling) is the same on every machine; CoOp lists them in file-system order.
@@ -23,6 +26,7 @@ Conventions (the same as CoOp's unless noted):
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -145,6 +149,13 @@ class ImageReadError(OSError):
     """An image file could not be opened or decoded; the message names the file."""
 
 
+class DatasetContentError(ValueError):
+    """A dataset's folders are there but do not hold the dataset; the message lists what is wrong."""
+
+
+MISSING_SHOWN = 5  # missing files named in a `DatasetContentError`
+
+
 @dataclass(frozen=True)
 class _Contents:
     """What a reader finds: class names, a function from split name to items, and (for ImageNet
@@ -196,6 +207,33 @@ class CoOpDataset:
     def load_mask(self, datum: Datum) -> np.ndarray | None:
         """Real datasets have no object masks."""
         return None
+
+    def check(self, splits: Iterable[str] = ("train", "test")) -> None:
+        """Raise `DatasetContentError` naming every problem of `splits`: a split without images, a
+        class list whose size is not the table's, classes without training images, and listed image
+        files (split files, FGVC lists) that do not exist (the first few and the count)."""
+        problems = []
+        if self.spec.num_classes and len(self.classnames) != self.spec.num_classes:
+            problems.append(f"{len(self.classnames)} classes found where {self.name} has {self.spec.num_classes}")
+        for split in splits:
+            items = self.split(split)
+            if not items:
+                problems.append(f"no images in the {split} split under {self.image_root}")
+                continue
+            if split == "train":
+                empty = sorted(set(range(len(self.classnames))) - {d.label for d in items})
+                if empty:
+                    names = ", ".join(self.classnames[i] for i in empty[:MISSING_SHOWN])
+                    problems.append(f"{len(empty)} classes have no training images (e.g. {names})")
+            if self.spec.kind in ("split_zhou", "fgvc"):
+                missing = [str(self.image_root / d.key) for d in items if not (self.image_root / d.key).is_file()]
+                if missing:
+                    problems.append(f"{len(missing)} of the {len(items)} listed {split} images do not exist, e.g.\n"
+                                    + _indent("\n".join(missing[:MISSING_SHOWN])))
+        if problems:
+            raise DatasetContentError(
+                f"{self.name} under {self.folder} is not usable:\n" + _indent("\n".join(problems))
+                + f"\nExpected layout under the data root {self.root}:\n{_indent(self.spec.layout())}")
 
 
 def _require(data: CoOpDataset, path: Path) -> Path:
@@ -402,13 +440,22 @@ def list_datasets(group: Group | None = None) -> list[str]:
 
 
 def get_dataset(name: str, root: str | Path) -> CoOpDataset:
-    """Dataset `name` (a table name or folder name, case-insensitive) under data root `root`."""
+    """Benchmark dataset or ImageNet shift `name` (a table or folder name, case-insensitive) under
+    data root `root`. OOD sets are `get_ood_set`'s."""
     spec = _BY_NAME.get(_normalised(name))
-    if spec is None:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
+    if spec is None or spec.group == "ood":
+        known = [n for n in list_datasets() if n not in list_datasets("ood")]
+        guess = difflib.get_close_matches(_normalised(name), [_normalised(n) for n in known], n=1, cutoff=0.5)
+        hint = f"did you mean {next(n for n in known if _normalised(n) == guess[0])}? " if guess else ""
+        ood = f"{spec.name} is an OOD set (`vlp protocol ood --datasets {spec.name}`); " if spec else ""
+        raise KeyError(f"unknown dataset {name!r}: {hint}{ood}known: {', '.join(known)}")
     return CoOpDataset(spec, root)
 
 
-def image_folder(folder: str, root: str | Path) -> CoOpDataset:
-    """Any image folder `root / folder` as an unlabelled OOD test set."""
-    return CoOpDataset(DatasetSpec(folder, folder, "", "image_folder", 0), root)
+def get_ood_set(name: str, root: str | Path) -> CoOpDataset:
+    """OOD set `name` under data root `root`: one of the table's (iNaturalist, SUN, Places, Textures
+    at dtd/images), or any image folder `root / name` as an unlabelled test set."""
+    spec = _BY_NAME.get(_normalised(name))
+    if spec is None or spec.group != "ood":
+        spec = DatasetSpec(name, name, "", "image_folder", 0)
+    return CoOpDataset(spec, root)

@@ -5,7 +5,7 @@ CoOp samples a few-shot split once per (dataset, K, seed) and keeps it in the da
 reproducible without re-sampling and a person can read which images were chosen. The file is
 reloaded whenever it exists; delete it to sample again.
 
-Options, each off by default (the default is the CoOp protocol of `specs/protocols.md`); a
+Options, each off by default (the default is the CoOp protocol of docs/methods.md); a
 non-default choice is added to the file name so it never reads another protocol's file:
 - `sampling="stratified_total"` (GalLoP's scripts): shots·C training images drawn as one
   class-proportional stratified sample instead of `shots` per class. Class quotas are the
@@ -14,6 +14,9 @@ non-default choice is added to the file name so it never reads another protocol'
   File suffix "-stratified_total".
 - `train_on_trainval=True` (GalLoP's FGVCAircraft): the training pool is train + val and there
   is no validation split. File suffix "-trainval".
+- `class_order="first_appearance"` (GalLoP's class indices): says that `data` is labelled in order
+  of first appearance (`vlp_core.data.base.FirstAppearanceOrder`), so its files, whose items carry
+  those labels, never mix with the CoOp-labelled ones. File suffix "-first_appearance".
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Literal, Sequence
 
-from vlp_core.data.base import ClassificationData, Datum
+from vlp_core.data.base import ClassificationData, ClassOrder, Datum
 from vlp_core.data.fewshot import group_by_label, sample_few_shot
 
 Sampling = Literal["per_class", "stratified_total"]
@@ -33,10 +36,11 @@ SAMPLINGS: tuple[Sampling, ...] = ("per_class", "stratified_total")
 
 def few_shot_path(
     cache_dir: str | Path, shots: int, seed: int, sampling: Sampling = "per_class",
-    train_on_trainval: bool = False,
+    train_on_trainval: bool = False, class_order: ClassOrder = "label",
 ) -> Path:
-    """`cache_dir/split_fewshot/shot_{K}-seed_{seed}[-stratified_total][-trainval].json`."""
+    """`cache_dir/split_fewshot/shot_{K}-seed_{seed}[-stratified_total][-trainval][-first_appearance].json`."""
     suffix = ("" if sampling == "per_class" else f"-{sampling}") + ("-trainval" if train_on_trainval else "")
+    suffix += "" if class_order == "label" else f"-{class_order}"
     return Path(cache_dir) / "split_fewshot" / f"shot_{shots}-seed_{seed}{suffix}.json"
 
 
@@ -47,6 +51,7 @@ def few_shot_split(
     cache_dir: str | Path | None,
     sampling: Sampling = "per_class",
     train_on_trainval: bool = False,
+    class_order: ClassOrder = "label",
 ) -> tuple[list[Datum], list[Datum]]:
     """(train, val) few-shot items of `data`, read from `few_shot_path(cache_dir, ...)` if it
     exists, else sampled and written there (`cache_dir=None`: sampled, not persisted).
@@ -63,8 +68,10 @@ def few_shot_split(
     header = {
         "dataset": data.name, "shots": shots, "seed": seed, "sampling": sampling,
         "train_on_trainval": train_on_trainval,
+        **({} if class_order == "label" else {"class_order": class_order}),  # files written before it stay valid
     }
-    path = None if cache_dir is None else few_shot_path(cache_dir, shots, seed, sampling, train_on_trainval)
+    path = None if cache_dir is None else few_shot_path(cache_dir, shots, seed, sampling, train_on_trainval,
+                                                        class_order)
     if path is not None and path.exists():
         return _load(path, header, train, val)
     few_train, few_val = sample_few_shot(train, val, shots, seed)

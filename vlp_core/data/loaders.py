@@ -57,8 +57,15 @@ def make_loader(
     shuffle: bool = False,
     seed: int = 0,
     num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """A DataLoader whose shuffling is a pure function of `seed` (set per epoch by the trainer)."""
+    """A DataLoader whose shuffling is a pure function of `seed` (set per epoch by the trainer).
+
+    num_workers: processes decoding images (0: in this process). Workers start afresh every epoch,
+    their random crops seeded from the loader's generator, so a run (and its resume) is repeatable
+    for a given worker count.
+    pin_memory: page-locked batches, for non-blocking copies to a GPU.
+    """
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         ImageDataset(data, items, transform),
@@ -66,5 +73,6 @@ def make_loader(
         shuffle=shuffle,
         generator=generator,
         num_workers=num_workers,
+        pin_memory=pin_memory,
         drop_last=False,
     )
