@@ -93,3 +93,27 @@ def test_auroc_equals_pairwise_count_on_random_scores():
 def test_empty_scores_are_rejected():
     with pytest.raises(ValueError, match="no OOD scores"):
         auroc([0.5], [])
+
+
+def test_closest_rule_takes_the_tpr_nearest_95_percent():
+    # 10 ID scores 10..1: TPR steps of 0.1; OOD scores 9.5 and 0.5
+    id_scores, ood_scores = np.arange(10, 0, -1, dtype=np.float64), [9.5, 0.5]
+    # thresholds >= 1 keep 100 % of ID (|1.0 - 0.95| = 0.05), >= 2 keep 90 % (0.05): a tie, the higher
+    # threshold (2) is taken: 9.5 passes, 0.5 not
+    assert math.isclose(fpr_at_95_tpr(id_scores, ood_scores, rule="closest"), 1 / 2)
+    assert math.isclose(fpr_at_95_tpr(id_scores, ood_scores), 1 / 2)  # threshold 1: 0.5 still below
+    # 20 ID scores 20..1 (TPR steps 0.05): 19 of 20 is exactly 95 %; OOD 1.5 passes 1 but not 2
+    id_scores = np.arange(20, 0, -1, dtype=np.float64)
+    assert fpr_at_95_tpr(id_scores, [1.5, 30.0], rule="closest") == 1 / 2
+    # 40 ID scores: the threshold rule needs 38 of 40 (95 %) -> threshold 3; closest is the same point
+    id_scores = np.arange(40, 0, -1, dtype=np.float64)
+    assert fpr_at_95_tpr(id_scores, [2.5], rule="closest") == fpr_at_95_tpr(id_scores, [2.5]) == 0.0
+    # 8 ID scores: 8/8 = 100 % (0.05 away) vs 7/8 = 87.5 % (0.075 away): both rules keep all 8
+    id_scores = np.arange(8, 0, -1, dtype=np.float64)
+    assert fpr_at_95_tpr(id_scores, [0.5, 1.5], rule="closest") == fpr_at_95_tpr(id_scores, [0.5, 1.5]) == 1 / 2
+    # 12 ID scores: 12/12 (0.05 away) vs 11/12 = 91.7 % (0.033 away): closest keeps 11, threshold all 12
+    id_scores = np.arange(12, 0, -1, dtype=np.float64)
+    assert fpr_at_95_tpr(id_scores, [1.5], rule="closest") == 0.0
+    assert fpr_at_95_tpr(id_scores, [1.5]) == 1.0
+    with pytest.raises(ValueError, match="FPR95 rule"):
+        fpr_at_95_tpr(id_scores, [1.5], rule="nearest")

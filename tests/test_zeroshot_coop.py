@@ -112,3 +112,77 @@ def test_set_classes_keeps_the_context_and_tokenises_each_list_once(tiny, images
     assert len(calls) == 2
     assert torch.equal(coop.text_ctx.detach(), context)
     assert calls[1] == ["X " * 16 + "yellow moon.", "X " * 16 + "black cross."]
+
+
+def _frozen_logits(tiny, images, texts):
+    """s · f̂ ĝᵀ with ĝ from open_clip's own encode_text of `texts` (one per class)."""
+    model = tiny.model
+    text = F.normalize(model.encode_text(tiny.tokenizer(texts)), dim=-1)
+    return model.logit_scale.exp() * F.normalize(model.encode_image(images), dim=-1) @ text.T
+
+
+@pytest.mark.parametrize("position, sentence", [
+    ("front", "{} a photo of a."),  # [SOT] name ctx . [EOT]
+    ("middle", "a photo {} of a."),  # [SOT] ctx[:2] name ctx[2:] . [EOT]
+    ("end", "a photo of a {}."),
+])
+def test_class_token_position_places_the_context_around_the_name(tiny, images, position, sentence):
+    """Context initialised from the words "a photo of a": each position is open_clip on the sentence
+    with the name there. Class names of different token lengths, one with an underscore."""
+    names = ["red circle", "blue_square", "green five pointed star"]
+    coop = CoOp(tiny, CoOpConfig(n_ctx=4, ctx_init="a photo of a", class_token_position=position))
+    coop.set_classes(names)
+    expected = _frozen_logits(tiny, images, [sentence.format(n.replace("_", " ")) for n in names])
+    torch.testing.assert_close(coop.logits(images), expected, atol=1e-4, rtol=0)
+    coop.loss(images, torch.tensor([0, 2]))["total"].backward()
+    assert coop.text_ctx.grad.abs().sum(-1).min() > 0  # every context vector is in every sequence
+
+
+def test_class_specific_context_learns_one_context_per_class(tiny, images):
+    coop = CoOp(tiny, CoOpConfig(n_ctx=4, ctx_init="a photo of a", csc=True))
+    assert coop.text_ctx is None and list(coop.parameters()) == []
+    coop.set_classes(CLASSES)
+    assert coop.text_ctx.shape == (3, 4, 64)
+    torch.testing.assert_close(coop.logits(images), _frozen_logits(tiny, images, [f"a photo of a {c}." for c in CLASSES]),
+                               atol=1e-4, rtol=0)
+    with torch.no_grad():
+        coop.text_ctx[1] += torch.randn(4, 64, generator=torch.Generator().manual_seed(0))  # only class 1
+    changed = coop.text_features() - F.normalize(tiny.model.encode_text(
+        tiny.tokenizer([f"a photo of a {c}." for c in CLASSES])), dim=-1)
+    assert changed[1].abs().max() > 1e-2 and changed[[0, 2]].abs().max() < 1e-5
+    coop.set_classes(list(CLASSES))  # the same classes again: fine
+    with pytest.raises(ValueError, match="class-specific contexts"):
+        coop.set_classes(["yellow moon", "black cross", "white ring"])
+
+
+def test_csc_with_middle_position_by_hand(tiny, images):
+    coop = CoOp(tiny, CoOpConfig(n_ctx=4, ctx_init="a photo of a", csc=True, class_token_position="middle"))
+    coop.set_classes(CLASSES)
+    expected = _frozen_logits(tiny, images, [f"a photo {c} of a." for c in CLASSES])
+    torch.testing.assert_close(coop.logits(images), expected, atol=1e-4, rtol=0)
+
+
+def test_ivlp_family_refuses_coop_only_layouts(tiny):
+    from vlp_core.methods.ivlp import IVLP, IVLPConfig
+
+    with pytest.raises(ValueError, match="class_token_position"):
+        IVLP(tiny, IVLPConfig(class_token_position="front"))
+    with pytest.raises(ValueError, match="csc"):
+        IVLP(tiny, IVLPConfig(csc=True))
+
+
+def test_zero_shot_templates_by_name_or_text(tiny, images):
+    from vlp_core.methods.templates import COOP_TEMPLATES, IMAGENET_80_TEMPLATES, templates_of
+
+    openai = [template("{}") for template in open_clip.zero_shot_metadata.OPENAI_IMAGENET_TEMPLATES]
+    assert list(IMAGENET_80_TEMPLATES) == openai and len(openai) == 80
+    assert templates_of("ensemble80") == IMAGENET_80_TEMPLATES
+    assert COOP_TEMPLATES["EuroSAT"] == "a centered satellite photo of {}."
+    assert COOP_TEMPLATES["DTD"] == "{} texture." and COOP_TEMPLATES["UCF101"] == "a photo of a person doing {}."
+    method = ZeroShotCLIP(tiny, ZeroShotConfig(template=COOP_TEMPLATES["EuroSAT"]))
+    method.set_classes(["forest", "sea_lake"])
+    expected = _frozen_logits(tiny, images, ["a centered satellite photo of forest.",
+                                             "a centered satellite photo of sea lake."])
+    torch.testing.assert_close(method.logits(images), expected, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="one \\{\\} for the class name"):
+        templates_of("a photo of {} and {}")

@@ -1,4 +1,4 @@
-"""Prompt-learning methods over the shared backbone, one module each."""
+"""Prompt-learning methods over the shared backbone, one module each; `registry` lists them."""
 
 from vlp_core.methods.base import PromptMethod
 from vlp_core.methods.coop import CoOp, CoOpConfig

@@ -1,28 +1,67 @@
-"""The small interface every method offers to the trainer, the evaluation, the notebooks and the app.
+"""The interface every method offers to the trainer, the evaluation, the notebooks and the app.
 
 A method owns its learned tensors (an `nn.Module` whose parameters are exactly what is trained) and
 holds a reference to a frozen CLIP that it never registers as a submodule, so `parameters()`,
 `state_dict()` and the optimiser only ever see learned tensors.
+
+Every method declares, as class attributes, its `name` (the CLI's), `title` (the app's), `order` (its
+place in lists), `config_class` (its options, a dataclass with the paper defaults) and whether it is
+`trainable`; `@register` (`vlp_core.methods.registry`) adds the class to the one list of methods.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures
+from vlp_core.methods.ood import mcm
+
+Features = Tensor | tuple[Tensor, ...]  # one (N, D) tensor, or several (GalLoP: global and local)
 
 
-class PromptMethod(nn.Module):
+@dataclass
+class Step:
+    """The features of one training batch (B images, C classes, D joint size), all normalised."""
+
+    images: Tensor  # (B, 3, S, S)
+    labels: Tensor  # (B,)
+    image: Tensor  # (B, D) f̂_p, the method's image features
+    text: Tensor  # (C, D) ĝ_p, the method's text features
+    logits: Tensor  # (B, C) s · f̂_p ĝ_pᵀ
+    frozen_image: Tensor | None = None  # (B, D) f̂_o, frozen CLIP (no grad), for regularisers
+    frozen_patches: Tensor | None = None  # (B, P, D) frozen patch embeddings, not normalised
+
+
+def kl_rows(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """Row-wise KL(softmax(p) ‖ softmax(q)) from logits (B, C) -> (B,)."""
+    log_p, log_q = F.log_softmax(p_logits, dim=-1), F.log_softmax(q_logits, dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def readable(class_name: str) -> str:
+    """The class name every method tokenises: underscores become spaces (CoOp's practice)."""
+    return class_name.replace("_", " ")
+
+
+class PromptMethod(nn.Module, ABC):
     """Base class: frozen CLIP + learned tensors + the class names currently in use.
 
-    Subclasses implement `loss`, `logits` and may override `prepare_training`, `on_epoch_end`,
-    `explain`. Shapes: B images, C classes, D joint embedding size.
+    Required: `loss`, `logits`, `text_features`, `image_features`. Optional, with defaults here:
+    `prepare_training`, `on_epoch_end`, `head_logits` (several heads), `ood_scores` (more scores).
+    Shapes: B images, C classes, D joint embedding size.
     """
 
-    name = "base"
+    name: ClassVar[str]
+    title: ClassVar[str]
+    order: ClassVar[int]
+    config_class: ClassVar[type]
+    trainable: ClassVar[bool] = True
 
     def __init__(self, clip: ClipBundle, frozen_text: FrozenTextFeatures | None = None):
         super().__init__()
@@ -41,8 +80,11 @@ class PromptMethod(nn.Module):
         return self.clip.model.logit_scale.exp().detach()
 
     def set_classes(self, class_names: Iterable[str]) -> None:
-        """Switch the class list (e.g. base -> novel) without touching the learned tensors."""
-        self.class_names = list(class_names)
+        """Switch the class list (e.g. base -> novel) without touching the learned tensors.
+
+        Names are kept `readable` (underscores as spaces), the form every method tokenises.
+        """
+        self.class_names = [readable(name) for name in class_names]
 
     def reseed(self, seed: int) -> None:
         """Seed the method's training draws (masks, prompt dropout). The trainer calls it at the start
@@ -51,18 +93,36 @@ class PromptMethod(nn.Module):
 
     def prepare_training(self, images_by_batch: Iterable[tuple[Tensor, Tensor]]) -> None:
         """Called once before training with (images, labels) batches of the training split
-        (test transform); methods that need per-run constants (prototypes) compute them here."""
+        (test transform), outside autocast; methods compute their per-run constants here (the
+        frozen text teacher, class prototypes), in the model's own precision."""
 
     def on_epoch_end(self, epoch: int, num_epochs: int) -> None:
         """Called after each training epoch (0-based); e.g. Gaussian prompt aggregation."""
 
+    @abstractmethod
     def loss(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """Named loss terms for a batch, plus their weighted sum under "total". images (B, 3, S, S)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def logits(self, images: Tensor) -> Tensor:
         """Scaled class logits for the current class list -> (B, C)."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def text_features(self) -> Features:
+        """Normalised text features of the current classes: (C, D), or a tuple of such per head."""
+
+    @abstractmethod
+    def image_features(self, images: Tensor) -> Features:
+        """Normalised image features of images (B, 3, S, S): (B, D), or a tuple of such per head."""
+
+    def head_logits(self, images: Tensor) -> dict[str, Tensor]:
+        """Logits (B, C) of each head; "combined" is the method's prediction (= `logits`).
+        A single-head method has only "combined"; GalLoP adds "global" and "local"."""
+        return {"combined": self.logits(images)}
+
+    def ood_scores(self, images: Tensor) -> dict[str, Tensor]:
+        """ID-ness scores (B,) by name (higher = in-distribution); here MCM on the cosines."""
+        return {"mcm": mcm(self.logits(images) / self.logit_scale)}
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """Only the learned tensors, detached, for checkpoints."""

@@ -1,15 +1,17 @@
-"""CoOp (Zhou et al., IJCV 2022): one learned text context shared by all classes ("unified").
+"""CoOp (Zhou et al., IJCV 2022): a learned text context, shared by all classes ("unified") or one per
+class ("class-specific", CSC), with the class name at the end, in the middle or at the front.
 
-Text sequences are `[SOT, ctx_1..ctx_n, class name, ".", EOT]`; the image tower is plain CLIP.
-`CoOp` also holds what every learned-prompt method here shares (the subclasses IVLP -> PromptSRC
--> DiSa add to it): prompt initialisation, token ids cached per class list, the training step's
-features and the named loss terms.
+Text sequences are `[SOT, ctx_1..ctx_n, class name, ".", EOT]` (end, the default), `[SOT, ctx_1..ctx_n/2,
+class name, ctx_n/2+1..ctx_n, ".", EOT]` (middle) or `[SOT, class name, ctx_1..ctx_n, ".", EOT]` (front);
+the image tower is plain CLIP. `CoOp` also holds what every learned-prompt method here shares (the
+subclasses IVLP -> PromptSRC -> DiSa add to it): prompt initialisation, token ids cached per class list,
+the training step's features and the named loss terms.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +24,11 @@ from vlp_core.backbone import (
     init_context,
     prompt_token_ids,
 )
-from vlp_core.methods.base import PromptMethod
+from vlp_core.methods.base import PromptMethod, Step, readable
+from vlp_core.methods.registry import register
 
 CLASS_TEMPLATE = "{}."  # what follows the learned context in every text sequence
+ClassTokenPosition = Literal["end", "middle", "front"]
 
 
 @dataclass
@@ -33,53 +37,101 @@ class CoOpConfig:
     ctx_init: str | None = None  # words whose embeddings initialise the context; None: random normal
     init_std: float = 0.02  # std of the random normal initialisation
     seed: int = 0  # seeds every random initialisation
+    class_token_position: ClassTokenPosition = "end"  # where the class name sits relative to the context
+    csc: bool = False  # class-specific context: one learned context per training class
 
 
-@dataclass
-class Step:
-    """The features of one training batch (B images, C classes, D joint size), all normalised."""
-
-    images: Tensor  # (B, 3, S, S)
-    labels: Tensor  # (B,)
-    image: Tensor  # (B, D) f̂_p, the method's image features
-    text: Tensor  # (C, D) ĝ_p, the method's text features
-    logits: Tensor  # (B, C) s · f̂_p ĝ_pᵀ
-    frozen_image: Tensor | None = None  # (B, D) f̂_o, frozen CLIP (no grad), for regularisers
-    frozen_patches: Tensor | None = None  # (B, P, D) frozen patch embeddings, not normalised
+def _tokens_before_name(n_ctx: int, position: ClassTokenPosition) -> int:
+    """How many context tokens precede the class name (CoOp's middle: the first n_ctx // 2)."""
+    return {"end": n_ctx, "middle": n_ctx // 2, "front": 0}[position]
 
 
+def _sequence_texts(class_names: list[str], n_ctx: int, position: ClassTokenPosition) -> list[str]:
+    """The text of each class's sequence with the placeholder "X" for every context token."""
+    before = _tokens_before_name(n_ctx, position)
+    parts = (" ".join(["X"] * before), "{}", " ".join(["X"] * (n_ctx - before)))
+    template = " ".join(part for part in parts if part) + "."
+    return [template.format(name) for name in class_names]
+
+
+def _context_positions(tokenizer, class_names: list[str], n_ctx: int, position: ClassTokenPosition) -> Tensor:
+    """Token positions of the n_ctx context vectors in each class's `_sequence_texts` -> (C, n_ctx) long.
+
+    They follow from the number of tokens of each class name (BPE tokenises words independently).
+    """
+    before = _tokens_before_name(n_ctx, position)
+    name_lengths = [int(ids.argmax()) - 1 for ids in tokenizer(class_names)]  # tokens between SOT and EOT
+    return torch.tensor([list(range(1, 1 + before)) + list(range(1 + before + length, 1 + n_ctx + length))
+                         for length in name_lengths])
+
+
+@register
 class CoOp(PromptMethod):
-    """Unified-context CoOp. Learned: `text_ctx` (n_ctx, Dt)."""
+    """CoOp. Learned: `text_ctx` (n_ctx, Dt), or with `csc` (C, n_ctx, Dt), created by the first
+    `set_classes` (the class list it learns for; other class lists are refused)."""
 
     name = "coop"
+    title = "CoOp"
+    order = 10
+    config_class = CoOpConfig
 
     def __init__(self, clip: ClipBundle, config: CoOpConfig | None = None,
                  frozen_text: FrozenTextFeatures | None = None):
         super().__init__(clip, frozen_text)
         self.config = config if config is not None else CoOpConfig()
+        if self.config.class_token_position not in ("end", "middle", "front"):
+            raise ValueError(f"class_token_position must be end, middle or front, got "
+                             f"{self.config.class_token_position!r}")
         self._init_generator = torch.Generator().manual_seed(self.config.seed)
         self._token_ids: dict[tuple[str, ...], Tensor] = {}
-        self.text_ctx = nn.Parameter(self._initial_text_context())
+        self._positions: dict[tuple[str, ...], Tensor] = {}
+        if self.config.csc:
+            self.register_parameter("text_ctx", None)
+        else:
+            self.text_ctx = nn.Parameter(self._initial_text_context())
 
     def _random_prompts(self, *shape: int) -> Tensor:
         """N(0, init_std²) tensor of `shape` from the method's seeded generator."""
         values = torch.randn(*shape, generator=self._init_generator) * self.config.init_std
         return values.to(self.device)
 
-    def _initial_text_context(self) -> Tensor:
-        """(n_ctx, Dt): the embeddings of `ctx_init`, or random normal."""
+    def _initial_text_context(self, *leading: int) -> Tensor:
+        """(*leading, n_ctx, Dt): the embeddings of `ctx_init` (repeated), or random normal."""
         model, config = self.clip.model, self.config
         if config.ctx_init:
-            return init_context(model, self.clip.tokenizer, config.ctx_init, config.n_ctx)
-        return self._random_prompts(config.n_ctx, model.token_embedding.weight.shape[1])
+            words = init_context(model, self.clip.tokenizer, config.ctx_init, config.n_ctx)
+            return words.repeat(*leading, 1, 1)
+        return self._random_prompts(*leading, config.n_ctx, model.token_embedding.weight.shape[1])
 
     def set_classes(self, class_names: Iterable[str]) -> None:
-        """Switch classes; the prompt token ids are tokenised once per class list and cached."""
-        super().set_classes(class_names)
+        """Switch classes; the prompt token ids are tokenised once per class list and cached.
+
+        With `csc`, the first call creates one context per class; another class list is refused.
+        """
+        names = list(class_names)
+        if self.config.csc:
+            self._check_csc_classes(names)
+        super().set_classes(names)
         key = tuple(self.class_names)
         if key not in self._token_ids:
-            self._token_ids[key] = prompt_token_ids(
-                self.clip.tokenizer, self.class_names, self.config.n_ctx, CLASS_TEMPLATE)
+            config, tokenizer = self.config, self.clip.tokenizer
+            if config.class_token_position == "end":
+                self._token_ids[key] = prompt_token_ids(tokenizer, self.class_names, config.n_ctx, CLASS_TEMPLATE)
+            else:
+                texts = _sequence_texts(self.class_names, config.n_ctx, config.class_token_position)
+                self._token_ids[key] = tokenizer(texts)
+                self._positions[key] = _context_positions(tokenizer, self.class_names, config.n_ctx,
+                                                          config.class_token_position)
+        if self.config.csc and self.text_ctx is None:
+            self.text_ctx = nn.Parameter(self._initial_text_context(len(self.class_names)))
+
+    def _check_csc_classes(self, names: list[str]) -> None:
+        """Class-specific contexts belong to the classes they were created for."""
+        if self.text_ctx is not None and [readable(n) for n in names] != self.class_names:
+            raise ValueError(
+                f"CoOp with class-specific contexts (csc) learned one context for each of its "
+                f"{len(self.class_names)} classes and cannot score other class lists ({len(names)} names "
+                f"given); use csc=false for base-to-novel or transfer protocols")
 
     @property
     def token_ids(self) -> Tensor:
@@ -93,7 +145,26 @@ class CoOp(PromptMethod):
 
     def text_features(self) -> Tensor:
         """(C, D) normalised prompted text features ĝ_p."""
-        return F.normalize(encode_text_prompted(self.clip.model, self.token_ids, self.text_ctx), dim=-1)
+        if self.config.class_token_position == "end":
+            ctx = self.text_ctx
+        else:
+            ctx = self._spliced_context()
+        return F.normalize(encode_text_prompted(self.clip.model, self.token_ids, ctx), dim=-1)
+
+    def _spliced_context(self) -> Tensor:
+        """The embeddings of positions 1..S of every sequence, the context vectors placed at their
+        (per-class) positions and the class-name tokens around them frozen -> (C, S, Dt).
+
+        encode_text_prompted puts this span in place of the token embeddings at 1..S, which gives
+        each class its `class_token_position` sequence with the learned context.
+        """
+        positions = self._positions[tuple(self.class_names)].to(self.device)  # (C, n_ctx)
+        span = int(positions.max())
+        ids = self.token_ids[:, 1 : span + 1]
+        embeddings = self.clip.model.token_embedding(ids)  # (C, S, Dt), frozen
+        ctx = self.text_ctx.to(embeddings.dtype).expand(len(ids), -1, -1)  # (C, n_ctx, Dt)
+        rows = torch.arange(len(ids), device=self.device)[:, None].expand_as(positions)
+        return embeddings.index_put((rows, positions - 1), ctx)
 
     def image_features(self, images: Tensor) -> Tensor:
         """images (B, 3, S, S) -> (B, D) normalised image features (frozen CLIP for CoOp)."""

@@ -1,4 +1,5 @@
-"""DiSa (Alipour Talemi et al., KDD 2025): PromptSRC + L_CIR + λ·L_DiR (see specs/disa.md).
+"""DiSa (Alipour Talemi et al., KDD 2025): PromptSRC + L_CIR + λ·L_DiR (docs/methods.md says which parts
+the paper states and which are this project's reconstruction, each an option).
 
 L_CIR, cross-interactive regularisation with saliency-aware masking:
     q_a = softmax(s · f̂_p(x_masked) ĝ_oᵀ)   prompted image encoder on the masked image, frozen text
@@ -22,8 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures, encode_image_prompted
-from vlp_core.methods.coop import Step
-from vlp_core.methods.promptsrc import PromptSRC, PromptSRCConfig, kl_rows
+from vlp_core.methods.base import Step, kl_rows
+from vlp_core.methods.promptsrc import PromptSRC, PromptSRCConfig
+from vlp_core.methods.registry import register
 from vlp_core.methods.saliency import blank_patches, mask_sizes, patch_saliency, saliency_mask
 
 CirDirection = Literal["a||b", "b||a", "symmetric"]
@@ -99,11 +101,15 @@ def class_prototypes(features: Tensor, labels: Tensor, num_classes: int) -> Tens
     return F.normalize(sums / counts[:, None], dim=-1)
 
 
+@register
 class DiSa(PromptSRC):
     """PromptSRC + L_CIR + λ·L_DiR. Loss terms: ce, sr_text, sr_image, sr_logits, cir, dir (each
     weighted, absent when switched off) and total = their sum."""
 
     name = "disa"
+    title = "DiSa"
+    order = 40
+    config_class = DiSaConfig
 
     def __init__(self, clip: ClipBundle, config: DiSaConfig | None = None,
                  frozen_text: FrozenTextFeatures | None = None):
@@ -117,14 +123,19 @@ class DiSa(PromptSRC):
         self.prototypes: Tensor | None = None  # (C, D), a per-run constant: not learned, not saved
         self._prototype_classes: tuple[str, ...] = ()
 
+    def _uses_teacher(self) -> bool:
+        return super()._uses_teacher() or self.config.use_cir  # CIR's q_a and its saliency query read ĝ_o
+
     def prepare_training(self, images_by_batch: Iterable[tuple[Tensor, Tensor]]) -> None:
-        """Class prototypes from one frozen image pass over the training split (only with `use_dir`)."""
+        """The teacher ĝ_o (PromptSRC's), then the class prototypes from one frozen image pass over the
+        training split (only with `use_dir`), outside autocast, in the model's precision."""
+        super().prepare_training(images_by_batch)
         if not self.config.use_dir:
             return
         features, labels = [], []
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             for images, batch_labels in images_by_batch:
-                features.append(self.clip.model.encode_image(images.to(self.device)).float())
+                features.append(self.clip.model.encode_image(images.to(self.device)))
                 labels.append(batch_labels.to(self.device))
         self.prototypes = class_prototypes(torch.cat(features), torch.cat(labels), len(self.class_names))
         self._prototype_classes = tuple(self.class_names)

@@ -1,4 +1,4 @@
-"""GalLoP: global and local prompts for CLIP (Lafon et al., ECCV 2024), per `specs/gallop.md`.
+"""GalLoP: global and local prompts for CLIP (Lafon et al., ECCV 2024), as docs/methods.md describes it.
 
 Learned: Mg global and Ml local text prompts (shallow, n_ctx tokens each, initialised to "a photo
 of a") and `local_proj`, a bias-free Dv x Dv map (identity at init) applied to the value-only local
@@ -12,7 +12,7 @@ scale (100 for OpenAI weights).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
@@ -28,8 +28,9 @@ from vlp_core.backbone import (
     init_context,
     prompt_token_ids,
 )
-from vlp_core.methods.base import PromptMethod
+from vlp_core.methods.base import PromptMethod, readable
 from vlp_core.methods.ood import gl_mcm, l_mcm, mcm
+from vlp_core.methods.registry import register
 from vlp_core.methods.topk import (
     DROPOUT_SAMPLINGS,
     DropoutSampling,
@@ -64,40 +65,6 @@ class GalLoPConfig:
             raise ValueError(f"dropout_sampling must be one of {DROPOUT_SAMPLINGS}, got {self.dropout_sampling!r}")
         if min(self.n_global, self.n_local, self.text_chunk_size, *self.topk) < 1:
             raise ValueError("n_global, n_local, text_chunk_size and every k must be at least 1")
-
-
-@dataclass(frozen=True)
-class OptimizerSettings:
-    """The paper's optimiser: SGD on the prompts and `local_proj`, cosine decay per epoch, no warm-up."""
-
-    lr: float = 0.002
-    momentum: float = 0.9
-    weight_decay: float = 0.01
-    warmup_epochs: int = 0
-
-
-@dataclass(frozen=True)
-class TrainingPreset:
-    """Epochs and batch size of a dataset's run, with the optimiser settings."""
-
-    epochs: int
-    batch_size: int
-    optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
-
-    def train_kwargs(self) -> dict[str, float | int]:
-        """Flat epochs, batch_size, lr, momentum, weight_decay, warmup_epochs (the trainer's names)."""
-        return {"epochs": self.epochs, "batch_size": self.batch_size, **asdict(self.optimizer)}
-
-
-# The paper scripts' ViT-B/16 16-shot settings (spec section 10), keyed by dataset, plus SynthWorld.
-PRESETS: dict[str, TrainingPreset] = {
-    "ImageNet": TrainingPreset(epochs=50, batch_size=128),
-    "SUN397": TrainingPreset(epochs=200, batch_size=128),
-    "EuroSAT": TrainingPreset(epochs=200, batch_size=10),
-    **{name: TrainingPreset(epochs=200, batch_size=32) for name in (
-        "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101", "FGVCAircraft", "DTD", "UCF101")},
-    "synthworld": TrainingPreset(epochs=5, batch_size=16),
-}
 
 
 def gallop_logits(global_sims: Tensor, local_scores: Tensor, scale: Tensor | float) -> dict[str, Tensor]:
@@ -167,10 +134,14 @@ class GalLoPExplainCache:
         }
 
 
+@register
 class GalLoP(PromptMethod):
     """Global and local prompts over a frozen CLIP (ViT image tower)."""
 
     name = "gallop"
+    title = "GalLoP"
+    order = 50
+    config_class = GalLoPConfig
 
     def __init__(self, clip: ClipBundle, config: GalLoPConfig | None = None,
                  frozen_text: FrozenTextFeatures | None = None):
@@ -195,7 +166,7 @@ class GalLoP(PromptMethod):
 
         The same list again changes nothing (its token ids and cached text features are kept).
         """
-        names = list(class_names)
+        names = [readable(name) for name in class_names]
         if names == self.class_names and self._sequence_ids is not None:
             return
         super().set_classes(names)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures, encode_image_prompted, encode_text_prompted
 from vlp_core.methods.coop import CoOp, CoOpConfig
+from vlp_core.methods.registry import register
 
 
 @dataclass
@@ -30,6 +31,7 @@ def _clipped_depth(depth: int, num_layers: int, tower: str) -> int:
     return min(depth, num_layers)
 
 
+@register
 class IVLP(CoOp):
     """Deep prompts in both towers.
 
@@ -40,10 +42,17 @@ class IVLP(CoOp):
     """
 
     name = "ivlp"
+    title = "IVLP"
+    order = 20
+    config_class = IVLPConfig
 
     def __init__(self, clip: ClipBundle, config: IVLPConfig | None = None,
                  frozen_text: FrozenTextFeatures | None = None):
-        super().__init__(clip, config if config is not None else IVLPConfig(), frozen_text)
+        config = config if config is not None else IVLPConfig()
+        if config.class_token_position != "end" or config.csc:
+            raise ValueError(f"{self.name} prompts follow [SOT] in every layer: it takes class_token_position "
+                             f"'end' and csc false (CoOp's options), got {config.class_token_position!r}, {config.csc}")
+        super().__init__(clip, config, frozen_text)
         model, config = clip.model, self.config
         self.text_depth = _clipped_depth(config.text_depth, len(model.transformer.resblocks), "text")
         self.vision_depth = _clipped_depth(config.vision_depth, len(model.visual.transformer.resblocks), "vision")

@@ -7,13 +7,15 @@ P patch tokens, C classes.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 ScoreList = Tensor | np.ndarray | Sequence[float]
+Fpr95Rule = Literal["threshold", "closest"]
+FPR95_RULES: tuple[str, ...] = ("threshold", "closest")
 
 
 def mcm(global_cos: Tensor, temperature: float = 1.0) -> Tensor:
@@ -67,16 +69,24 @@ def _roc_points(id_scores: ScoreList, ood_scores: ScoreList) -> tuple[Tensor, Te
     return true_pos, false_pos, len(id_values), len(ood_values)
 
 
-def fpr_at_95_tpr(id_scores: ScoreList, ood_scores: ScoreList) -> float:
-    """FPR at 95% TPR, ID positive: the fraction of OOD samples scoring >= t, for the largest
-    threshold t that keeps at least 95% of ID samples (score >= t).
+def fpr_at_95_tpr(id_scores: ScoreList, ood_scores: ScoreList, rule: Fpr95Rule = "threshold") -> float:
+    """FPR at 95% TPR, ID positive, on the ROC curve of `_roc_points` (one point per distinct score).
 
+    rule "threshold" (default): the fraction of OOD samples scoring >= t, for the largest threshold
+        t that keeps at least 95% of ID samples (score >= t).
+    rule "closest" (GalLoP's and MCM's evaluation code): the FPR of the point whose TPR is closest
+        to 0.95, |TPR - 0.95| minimal (the higher threshold on a tie); it may keep fewer than 95%.
     Ties: every sample equal to t counts as accepted, so OOD samples tied with the threshold are
     false positives; no interpolation between thresholds. Inputs: 1-D ID-ness scores.
     """
     true_pos, false_pos, n_id, n_ood = _roc_points(id_scores, ood_scores)
-    reaches = true_pos * 100 >= 95 * n_id  # exact integer test of TPR >= 0.95
-    return false_pos[reaches][0].item() / n_ood
+    if rule == "threshold":
+        reaches = true_pos * 100 >= 95 * n_id  # exact integer test of TPR >= 0.95
+        return false_pos[reaches][0].item() / n_ood
+    if rule == "closest":
+        distance = (true_pos * 100 - 95 * n_id).abs()  # 100 n_id |TPR - 0.95|, exact in integers
+        return false_pos[int(distance.argmin())].item() / n_ood
+    raise ValueError(f"FPR95 rule must be one of {FPR95_RULES}, got {rule!r}")
 
 
 def auroc(id_scores: ScoreList, ood_scores: ScoreList) -> float:

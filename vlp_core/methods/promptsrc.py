@@ -21,14 +21,16 @@ than μ, the weight concentrates on the last epochs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures, encode_image_prompted
-from vlp_core.methods.coop import Step
+from vlp_core.methods.base import Step, kl_rows
 from vlp_core.methods.ivlp import IVLP, IVLPConfig
+from vlp_core.methods.registry import register
 from vlp_core.methods.templates import IMAGENET_TEMPLATES
 
 
@@ -41,12 +43,6 @@ class PromptSRCConfig(IVLPConfig):
     gpa: bool = True  # Gaussian prompt aggregation over epochs
     gpa_mean: float = 15.0  # μ, in 1-based epochs
     gpa_std: float = 1.0  # σ, in epochs
-
-
-def kl_rows(p_logits: Tensor, q_logits: Tensor) -> Tensor:
-    """Row-wise KL(softmax(p) ‖ softmax(q)) from logits (B, C) -> (B,)."""
-    log_p, log_q = F.log_softmax(p_logits, dim=-1), F.log_softmax(q_logits, dim=-1)
-    return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
 def sr_logits_kl(prompted_logits: Tensor, frozen_logits: Tensor) -> Tensor:
@@ -63,6 +59,7 @@ def gaussian_epoch_weights(num_epochs: int, mean: float, std: float) -> Tensor:
     return torch.softmax(-0.5 * ((epochs - mean) / std) ** 2, dim=0)
 
 
+@register
 class PromptSRC(IVLP):
     """IVLP + L_SR + GPA. Loss terms: ce, sr_text, sr_image, sr_logits (absent when `use_sr` is off).
 
@@ -71,6 +68,9 @@ class PromptSRC(IVLP):
     """
 
     name = "promptsrc"
+    title = "PromptSRC"
+    order = 30
+    config_class = PromptSRCConfig
 
     def __init__(self, clip: ClipBundle, config: PromptSRCConfig | None = None,
                  frozen_text: FrozenTextFeatures | None = None):
@@ -82,8 +82,18 @@ class PromptSRC(IVLP):
     @property
     def teacher_text(self) -> Tensor:
         """(C, D) ĝ_o: the frozen 60-template text ensemble of the current classes (cached), averaged
-        over raw features and then normalised, as PromptSRC's teacher is."""
+        over raw features and then normalised, as PromptSRC's teacher is. Computed outside autocast,
+        in the model's precision, wherever it is first asked for."""
         return self.frozen_text(self.class_names, IMAGENET_TEMPLATES, normalize_each=False)
+
+    def _uses_teacher(self) -> bool:
+        """Whether the loss reads ĝ_o (the SR terms do)."""
+        return self.config.use_sr
+
+    def prepare_training(self, images_by_batch: Iterable[tuple[Tensor, Tensor]]) -> None:
+        """Compute the constant teacher ĝ_o once, before the first (possibly autocast) step."""
+        if self._uses_teacher():
+            self.teacher_text
 
     def _frozen_pass(self) -> tuple[bool, bool]:
         """(whether a step needs the frozen image forward, whether it needs its patch embeddings)."""

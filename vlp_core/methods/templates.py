@@ -1,10 +1,15 @@
-"""Text templates: the single CLIP prompt and the ImageNet ensemble used for the frozen teacher g_o.
+"""Text templates: the single CLIP prompt, CoOp's per-dataset prompts and the ImageNet ensembles.
 
 `IMAGENET_TEMPLATES` is the list PromptSRC uses for its frozen text features (its
 `trainers/imagenet_templates.py`, IMAGENET_TEMPLATES): 60 of the 80 templates of CLIP's
-"Prompt Engineering for ImageNet" notebook (open_clip ships all 80 as
-`open_clip.zero_shot_metadata.OPENAI_IMAGENET_TEMPLATES`). Order as in PromptSRC.
+"Prompt Engineering for ImageNet" notebook; `IMAGENET_80_TEMPLATES` are all 80, as open_clip ships
+them (`open_clip.zero_shot_metadata.OPENAI_IMAGENET_TEMPLATES`). Order as in PromptSRC.
+
+`COOP_TEMPLATES` is the hand-made prompt per dataset that CoOp's zero-shot CLIP uses (its
+`trainers/zsclip.py`), which gives the CLIP rows of the CoOp, PromptSRC and GalLoP tables.
 """
+
+from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 SINGLE_TEMPLATE = "a photo of a {}."
 
@@ -71,7 +76,38 @@ IMAGENET_TEMPLATES: tuple[str, ...] = (
     "itap of the {}.",
 )
 
+IMAGENET_80_TEMPLATES: tuple[str, ...] = tuple(template("{}") for template in OPENAI_IMAGENET_TEMPLATES)
+
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     "single": (SINGLE_TEMPLATE,),
     "ensemble": IMAGENET_TEMPLATES,
+    "ensemble80": IMAGENET_80_TEMPLATES,
 }
+
+COOP_TEMPLATES: dict[str, str] = {  # keyed by the dataset names of `vlp_core.data.coop`
+    "ImageNet": "a photo of a {}.",
+    "Caltech101": "a photo of a {}.",
+    "OxfordPets": "a photo of a {}, a type of pet.",
+    "StanfordCars": "a photo of a {}.",
+    "Flowers102": "a photo of a {}, a type of flower.",
+    "Food101": "a photo of {}, a type of food.",
+    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
+    "SUN397": "a photo of a {}.",
+    "DTD": "{} texture.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "UCF101": "a photo of a person doing {}.",
+    "ImageNet-V2": "a photo of a {}.",
+    "ImageNet-Sketch": "a photo of a {}.",
+    "ImageNet-A": "a photo of a {}.",
+    "ImageNet-R": "a photo of a {}.",
+}
+
+
+def templates_of(choice: str) -> tuple[str, ...]:
+    """The templates a zero-shot `choice` names: a set of `TEMPLATE_SETS`, or one template with "{}"."""
+    if choice in TEMPLATE_SETS:
+        return TEMPLATE_SETS[choice]
+    if choice.count("{}") == 1:
+        return (choice,)
+    raise ValueError(f"template must be one of {', '.join(TEMPLATE_SETS)} or a text with one {{}} for the "
+                     f"class name (e.g. 'a centered satellite photo of {{}}.'), got {choice!r}")
