@@ -21,7 +21,7 @@ SHOTS = 16
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
     preset = PRESETS["synth"]
-    return Context(load_clip(preset.model), preset.recipe, tmp_path_factory.mktemp("learning"),
+    return Context(load_clip(preset.model), tmp_path_factory.mktemp("learning"), preset.rule,
                    train_crop_scale=preset.crop_scale, progress=False)
 
 

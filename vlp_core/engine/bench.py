@@ -9,8 +9,8 @@ import time
 import torch
 
 from vlp_core.backbone import ClipBundle
-from vlp_core.engine.registry import TRAINABLE, build_method
 from vlp_core.methods.base import PromptMethod
+from vlp_core.methods.registry import build_method
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -37,7 +37,7 @@ def bench_method(method: PromptMethod, images: torch.Tensor, labels: torch.Tenso
     """Median train-step and inference time of `method` on one batch (after one warm-up call)."""
     device = method.device
     optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad] or [torch.zeros(1)], lr=0.0)
-    if method.name in TRAINABLE:  # one image per class, so every class has a prototype
+    if method.trainable:  # one image per class, so every class has a prototype
         num_classes = len(method.class_names)
         method.prepare_training([(images[:1].expand(num_classes, -1, -1, -1),
                                   torch.arange(num_classes, device=images.device))])
@@ -53,7 +53,7 @@ def bench_method(method: PromptMethod, images: torch.Tensor, labels: torch.Tenso
 
     row = {"method": method.name, "batch": images.shape[0],
            "trainable": sum(p.numel() for p in method.parameters() if p.requires_grad)}
-    if method.name in TRAINABLE:
+    if method.trainable:
         train_s = statistics.median(_timed(step, steps + 1, device)[1:])
         row.update(train_step_ms=1000 * train_s, train_images_per_s=images.shape[0] / train_s)
     infer_s = statistics.median(_timed(infer, steps + 1, device)[1:])

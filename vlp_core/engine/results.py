@@ -72,7 +72,7 @@ def markdown_table(table: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def write_rows(out_dir: Path, rows: Sequence[dict], config: dict) -> None:
-    """results.json (rows + exact config), results.csv (rows) and config.json."""
+    """results.json (rows + exact config), results.csv (rows; nested values as JSON) and config.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps({"config": config, "rows": list(rows)}, indent=2))
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
@@ -80,7 +80,21 @@ def write_rows(out_dir: Path, rows: Sequence[dict], config: dict) -> None:
     with open(out_dir / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+                         for row in rows)
+
+
+def recipe_table(recipes: Sequence[dict]) -> str:
+    """A markdown table of recipes (`Recipe.as_dict()`): key, schedule, precision and options."""
+    table = []
+    for r in recipes:
+        train = r["train"] or {}
+        options = ", ".join(f"{k}={v}" for k, v in sorted(r["options"].items()) if k != "seed")
+        table.append({"method": r["method"], "dataset": r["dataset"], "shots": str(r["shots"]),
+                      "epochs": str(train.get("epochs", "-")), "batch": str(train.get("batch_size", "-")),
+                      "lr": str(train.get("lr", "-")), "precision": train.get("precision", "-"),
+                      "options": options or "-"})
+    return markdown_table(table, ["method", "dataset", "shots", "epochs", "batch", "lr", "precision", "options"])
 
 
 def bar_plot(table: Sequence[dict], value: str, path: Path, title: str) -> None:

@@ -1,28 +1,38 @@
-"""One trainer for every method: SGD + cosine schedule with constant warm-up, checkpoints, resume.
+"""One trainer for every method: SGD + cosine schedule with constant warm-up, mixed precision,
+checkpoints, resume.
 
 Every epoch starts from RNG states that are a pure function of (seed, epoch), so a run resumed
-from its last checkpoint reaches the same final prompts as an uninterrupted one.
+from its last checkpoint reaches the same final prompts as an uninterrupted one. A checkpoint
+records what its run is (method, method options, training settings, and the caller's `record`:
+data, classes, shots, ...); resuming into a folder that holds another run is refused with what
+differs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vlp_core.backbone import ClipBundle, FrozenTextFeatures
 from vlp_core.methods.base import PromptMethod
+from vlp_core.methods.registry import build_method
 
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
+PRECISIONS = ("fp32", "bf16", "fp16")
+log = logging.getLogger("vlp")
 
 
 @dataclass
@@ -37,7 +47,7 @@ class TrainConfig:
     warmup_epochs: int = 1  # constant warm-up epochs before the cosine schedule
     warmup_lr: float = 1e-5
     seed: int = 1
-    precision: str = "auto"  # auto (bf16/fp16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (CUDA autocast + grad scaler)
     progress: bool = True
 
 
@@ -49,6 +59,50 @@ class TrainResult:
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite; training stops instead of learning from it."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during training; `epoch` (1-based) was running, the epochs before it are
+    saved in `out_dir` (when there is one)."""
+
+    def __init__(self, epoch: int, epochs: int, out_dir: Path | None):
+        super().__init__(f"interrupted at epoch {epoch} of {epochs}")
+        self.epoch, self.epochs, self.out_dir = epoch, epochs, out_dir
+
+
+class RunMismatchError(ValueError):
+    """A checkpoint folder holds a run other than the one asked for; the message says what differs."""
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """`name` as a device; None means CUDA when available, else the CPU."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but this torch has no usable CUDA device; "
+                         f"use --device cpu (or install a CUDA build of torch on a machine with a GPU)")
+    return device
+
+
+def resolve_precision(requested: str | None, recipe_precision: str, device: torch.device) -> str:
+    """The precision a run uses: `requested` if given (fp16 only on CUDA), else the recipe's on CUDA
+    and fp32 on the CPU."""
+    precision = requested or (recipe_precision if device.type == "cuda" else "fp32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 autocast with a grad scaler runs on CUDA; on the CPU use --precision bf16 or fp32")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> tuple[AbstractContextManager, torch.amp.GradScaler | None]:
+    """The autocast context of a training step and the grad scaler (fp16 only) for `precision`."""
+    if precision == "fp32":
+        return nullcontext(), None
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return torch.autocast(device.type, dtype=dtype), scaler
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -67,16 +121,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def _autocast(config: TrainConfig, device: torch.device):
-    if device.type != "cuda" or config.precision == "fp32":
-        return nullcontext(), None
-    dtype = torch.float16 if config.precision == "fp16" else torch.bfloat16
-    if config.precision == "auto" and not torch.cuda.is_bf16_supported():
-        dtype = torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return torch.autocast("cuda", dtype=dtype), scaler
-
-
 def _check_finite(terms: dict[str, torch.Tensor], epoch: int, step: int) -> None:
     if not all(torch.isfinite(v).all() for v in terms.values()):
         values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
@@ -93,64 +137,97 @@ def train(
     out_dir: str | Path | None = None,
     resume: bool = False,
     prepare_loader: DataLoader | None = None,
+    record: dict[str, Any] | None = None,
+    label: str = "",
 ) -> TrainResult:
     """Train `method`'s learned tensors on `loader` for `config.epochs` epochs.
 
     prepare_loader: the training split with the test transform, handed once to
-        `method.prepare_training` (e.g. DiSa's class prototypes).
+        `method.prepare_training` (the constant features: teacher, prototypes), outside autocast.
     out_dir: where a checkpoint (learned tensors + optimiser state, safetensors + JSON) is written
-        after every epoch; with `resume=True` training continues from it.
+        after every epoch; with `resume=True` training continues from it, if it holds the same run
+        (method, options, `config` and `record`), else `RunMismatchError`.
+    record: what the run is beyond the method and `config` (data, classes, shots, ...), JSON-ready.
+    label: names the run in the progress bar.
+    Ctrl-C raises `TrainingInterrupted`, the finished epochs saved.
     """
     device = method.device
     params = [p for p in method.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     result = TrainResult(epochs_run=0)
-    if resume and out_dir is not None and (Path(out_dir) / CHECKPOINT_META).is_file():
-        result = _load_checkpoint(Path(out_dir), method, optimizer, config)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if resume and out_dir is not None and (out_dir / CHECKPOINT_META).is_file():
+        result = _load_checkpoint(out_dir, method, optimizer, config, record or {})
+        done = "already finished" if result.epochs_run >= config.epochs else "resuming"
+        log.info(f"{done}: {out_dir} holds epochs 1-{result.epochs_run} of {config.epochs}")
     if prepare_loader is not None:
         with torch.no_grad():
-            method.prepare_training((x.to(device), y.to(device)) for x, y in prepare_loader)
-    autocast, scaler = _autocast(config, device)
-
-    for epoch in range(result.epochs_run, config.epochs):
-        torch.manual_seed(epoch_seed(config.seed, epoch))
-        loader.generator.manual_seed(epoch_seed(config.seed, epoch))
-        method.reseed(epoch_seed(config.seed, epoch))
-        lr = learning_rate(config, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        method.train()
-        sums: dict[str, float] = {}
-        started = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress, leave=False)
-        for step, (images, labels) in enumerate(bar):
-            with autocast:
-                terms = method.loss(images.to(device), labels.to(device))
-            _check_finite(terms, epoch, step)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(terms["total"]).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                terms["total"].backward()
-                optimizer.step()
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value.item()
-            bar.set_postfix({k: f"{v / (step + 1):.3f}" for k, v in sums.items()})
-        method.on_epoch_end(epoch, config.epochs)
-        steps = max(len(loader), 1)
-        result.history.append({"epoch": epoch + 1, "lr": lr, "seconds": time.perf_counter() - started,
-                               **{k: v / steps for k, v in sums.items()}})
-        result.epochs_run = epoch + 1
-        if out_dir is not None:
-            _save_checkpoint(Path(out_dir), method, optimizer, config, result)
+            method.prepare_training((_to(x, device), _to(y, device)) for x, y in prepare_loader)
+    step_context, scaler = autocast(config.precision, device)
+    epoch = result.epochs_run
+    try:
+        for epoch in range(result.epochs_run, config.epochs):
+            _train_epoch(method, loader, optimizer, config, epoch, step_context, scaler, result, label)
+            if out_dir is not None:
+                _save_checkpoint(out_dir, method, optimizer, config, result, record or {})
+    except KeyboardInterrupt as interrupt:
+        raise TrainingInterrupted(epoch + 1, config.epochs, out_dir) from interrupt
     method.eval()
     return result
 
 
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A (pinned) batch copied to `device` without blocking the host."""
+    return tensor.to(device, non_blocking=True)
+
+
+def _train_epoch(method: PromptMethod, loader: DataLoader, optimizer, config: TrainConfig, epoch: int,
+                 step_context, scaler, result: TrainResult, label: str) -> None:
+    """One epoch at `learning_rate(config, epoch)`; appends its mean loss terms to `result.history`."""
+    device = method.device
+    torch.manual_seed(epoch_seed(config.seed, epoch))
+    loader.generator.manual_seed(epoch_seed(config.seed, epoch))
+    method.reseed(epoch_seed(config.seed, epoch))
+    lr = learning_rate(config, epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    method.train()
+    sums: dict[str, float] = {}
+    started = time.perf_counter()
+    desc = f"{label} · epoch {epoch + 1}/{config.epochs}" if label else f"epoch {epoch + 1}/{config.epochs}"
+    bar = tqdm(loader, desc=desc, disable=not config.progress, leave=False)
+    for step, (images, labels) in enumerate(bar):
+        with step_context:
+            terms = method.loss(_to(images, device), _to(labels, device))
+        _check_finite(terms, epoch, step)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(terms["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            terms["total"].backward()
+            optimizer.step()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.item()
+        bar.set_postfix({k: f"{v / (step + 1):.3f}" for k, v in sums.items()})
+    method.on_epoch_end(epoch, config.epochs)
+    steps = max(len(loader), 1)
+    result.history.append({"epoch": epoch + 1, "lr": lr, "seconds": time.perf_counter() - started,
+                           **{k: v / steps for k, v in sums.items()}})
+    result.epochs_run = epoch + 1
+
+
+def _run_identity(method: PromptMethod, config: TrainConfig, record: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: method, its options, settings, clip and record."""
+    return {"method": method.name, "method_config": json.loads(json.dumps(asdict(method.config))),
+            "config": {k: v for k, v in asdict(config).items() if k != "progress"},
+            "clip": {"model": method.clip.name, "pretrained": method.clip.pretrained},
+            "record": json.loads(json.dumps(record))}
+
+
 def _save_checkpoint(out_dir: Path, method: PromptMethod, optimizer, config: TrainConfig,
-                     result: TrainResult) -> None:
+                     result: TrainResult, record: dict[str, Any]) -> None:
     """Write tensors and metadata to temporary files, then rename: a kill never leaves half a file."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {f"method.{k}": v.contiguous() for k, v in method.trainable_state_dict().items()}
@@ -158,25 +235,42 @@ def _save_checkpoint(out_dir: Path, method: PromptMethod, optimizer, config: Tra
         buffer = optimizer.state.get(param, {}).get("momentum_buffer")
         if buffer is not None:
             tensors[f"optim.{index}.momentum_buffer"] = buffer.detach().contiguous()
-    meta = {"method": method.name, "method_config": asdict(method.config), "classes": method.class_names,
-            "clip": {"model": method.clip.name, "pretrained": method.clip.pretrained},
-            "epochs_run": result.epochs_run, "config": asdict(config), "history": result.history}
+    identity = _run_identity(method, config, record)
+    meta = {**identity, "config": asdict(config), "classes": method.class_names,
+            "epochs_run": result.epochs_run, "history": result.history}
     save_file(tensors, str(out_dir / (CHECKPOINT_TENSORS + ".tmp")))
     (out_dir / (CHECKPOINT_META + ".tmp")).write_text(json.dumps(meta, indent=2))
     os.replace(out_dir / (CHECKPOINT_TENSORS + ".tmp"), out_dir / CHECKPOINT_TENSORS)
     os.replace(out_dir / (CHECKPOINT_META + ".tmp"), out_dir / CHECKPOINT_META)
 
 
-def _load_checkpoint(out_dir: Path, method: PromptMethod, optimizer, config: TrainConfig) -> TrainResult:
+def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """"key: saved -> wanted" for every leaf of two nested dicts that differs (keys of either)."""
+    lines = []
+    for key in sorted(set(saved) | set(wanted)):
+        old, new = saved.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            lines.append(f"{prefix}{key}: {_short(old)} -> {_short(new)}")
+    return lines
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _load_checkpoint(out_dir: Path, method: PromptMethod, optimizer, config: TrainConfig,
+                     record: dict[str, Any]) -> TrainResult:
     meta = json.loads((out_dir / CHECKPOINT_META).read_text())
-    saved = {k: v for k, v in meta["config"].items() if k != "progress"}
-    wanted = {k: v for k, v in asdict(config).items() if k != "progress"}
-    if saved != wanted or meta["method"] != method.name:
-        changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
-        raise ValueError(
-            f"cannot resume from {out_dir}: it holds a {meta['method']} run with different settings "
-            f"({', '.join(changed) or 'method'}). Use the same settings, or another output folder."
-        )
+    saved = {key: meta.get(key) for key in ("method", "method_config", "config", "clip", "record")}
+    saved["config"] = {k: v for k, v in (saved["config"] or {}).items() if k != "progress"}
+    changed = differences(saved, _run_identity(method, config, record))
+    if changed:
+        raise RunMismatchError(
+            f"{out_dir} holds another run (saved -> asked for):\n  " + "\n  ".join(changed)
+            + "\nUse the same settings to resume it, another output folder, or --overwrite to start afresh.")
     tensors = load_file(str(out_dir / CHECKPOINT_TENSORS), device=str(method.device))
     method.load_trainable_state_dict({k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")})
     for index, param in enumerate(optimizer.param_groups[0]["params"]):
@@ -184,3 +278,29 @@ def _load_checkpoint(out_dir: Path, method: PromptMethod, optimizer, config: Tra
         if key in tensors:
             optimizer.state[param]["momentum_buffer"] = tensors[key]
     return TrainResult(epochs_run=meta["epochs_run"], history=meta["history"])
+
+
+def checkpoint_meta(folder: str | Path) -> dict[str, Any]:
+    """The JSON of the checkpoint in `folder`; FileNotFoundError says what was expected."""
+    folder = Path(folder)
+    meta_path = folder / CHECKPOINT_META
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"no prompt checkpoint in {folder}: expected {meta_path} and "
+                                f"{folder / CHECKPOINT_TENSORS} as written by `vlp train --out {folder}`")
+    return json.loads(meta_path.read_text())
+
+
+def load_trained(folder: str | Path, clip: ClipBundle, frozen_text: FrozenTextFeatures | None = None) -> PromptMethod:
+    """A method restored from a trainer checkpoint folder: its config, class list and learned tensors."""
+    folder = Path(folder)
+    meta = checkpoint_meta(folder)
+    trained_on = meta.get("clip", {}).get("model")
+    if trained_on is not None and trained_on != clip.name:
+        raise ValueError(f"the prompts in {folder} were trained on CLIP {trained_on!r}, not {clip.name!r}: "
+                         f"load that model (--model {trained_on}) or train prompts for this one")
+    method = build_method(meta["method"], clip, meta["method_config"], frozen_text)
+    method.set_classes(meta["classes"])  # before the tensors: class-specific contexts are created here
+    tensors = load_file(str(folder / CHECKPOINT_TENSORS), device=str(method.device))
+    method.load_trainable_state_dict({k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")})
+    method.eval()
+    return method

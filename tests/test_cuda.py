@@ -1,0 +1,48 @@
+"""The GPU path: a few training steps of every method on the tiny CLIP under autocast on CUDA, through
+the engine (pinned memory, non-blocking copies, fp16 with a grad scaler, bf16). Skipped without CUDA."""
+
+import json
+
+import pytest
+import torch
+
+from vlp_core.backbone import load_clip
+from vlp_core.data.fewshot import sample_few_shot
+from vlp_core.data.synthworld import get_suite
+from vlp_core.engine.protocols import Context, evaluate, fit
+from vlp_core.methods.registry import build_method, method_names
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="no CUDA device on this machine: the GPU smoke test runs where one is")
+
+
+@pytest.fixture(scope="module")
+def cuda_tiny():
+    return load_clip("vlp-tiny", device="cuda", seed=0)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("method", method_names(trainable=True))
+def test_a_few_autocast_steps_of_every_method_on_cuda(cuda_tiny, tmp_path, method, precision):
+    suite = get_suite("shapes", image_size=cuda_tiny.image_size, n_train=4, n_test=2)
+    items, _ = sample_few_shot(suite.split("train"), suite.split("val"), 2, 1)
+    ctx = Context(cuda_tiny, tmp_path, epochs=2, precision=precision, workers=1, progress=False)
+    model = fit(ctx, method, "fewshot", suite, items, suite.classnames, 2, 1, tmp_path / method)
+    assert all(p.device.type == "cuda" for p in model.parameters())
+    scores = evaluate(ctx, model, suite, suite.split("test"), suite.classnames)
+    assert 0.0 <= scores["acc"] <= 100.0
+    history = json.loads((tmp_path / method / "checkpoint.json").read_text())
+    assert history["config"]["precision"] == precision and len(history["history"]) == 2
+    assert all(torch.isfinite(torch.tensor(v)) for epoch in history["history"] for v in epoch.values())
+    if method in ("promptsrc", "disa"):
+        assert model.teacher_text.dtype == torch.float32  # constants stay float32 under autocast
+
+
+def test_zero_shot_on_cuda_equals_the_cpu(cuda_tiny, tiny, images):
+    logits = {}
+    for name, clip in (("cpu", tiny), ("cuda", cuda_tiny)):
+        method = build_method("zeroshot", clip)
+        method.set_classes(["red circle", "blue square"])
+        with torch.no_grad():
+            logits[name] = method.logits(images.to(clip.model.logit_scale.device)).cpu()
+    torch.testing.assert_close(logits["cuda"], logits["cpu"], atol=1e-3, rtol=0)
