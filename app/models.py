@@ -14,18 +14,12 @@ from pathlib import Path
 
 from app.inputs import token_count
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures
-from vlp_core.engine.registry import METHODS, build_method, load_trained
+from vlp_core.engine.trainer import load_trained
 from vlp_core.methods.base import PromptMethod
+from vlp_core.methods.registry import build_method, method_classes
 from vlp_core.methods.templates import TEMPLATE_SETS
 
-METHOD_TITLES: dict[str, str] = {
-    "zeroshot": "Zero-shot CLIP",
-    "coop": "CoOp",
-    "ivlp": "IVLP",
-    "promptsrc": "PromptSRC",
-    "disa": "DiSa",
-    "gallop": "GalLoP",
-}
+METHOD_TITLES: dict[str, str] = {name: cls.title for name, cls in method_classes().items()}
 UNTRAINED = "untrained (initial prompts)"
 
 
@@ -68,8 +62,8 @@ def load_models(bundle: ClipBundle, prompts_dir: str | Path | None) -> AppModels
     methods: dict[str, PromptMethod] = {}
     status: dict[str, str] = {}
     notices: list[str] = []
-    for name in METHODS:
-        if name == "zeroshot":
+    for name, cls in method_classes().items():
+        if not cls.trainable:
             method, status[name] = build_method(name, bundle, frozen_text=frozen_text), "no learned tensors"
         else:
             method, status[name], problem = _load_prompts(name, bundle, frozen_text, prompts_dir)
