@@ -15,9 +15,11 @@ from vlp_core.data.base import SPLITS, ClassificationData
 from vlp_core.data.fewshot import base_novel_labels
 from vlp_core.data.synthworld import (
     ALL_SHAPES,
+    BACKGROUND,
     COLOURS,
     HELD_OUT_COMBOS,
     OOD_SHAPES,
+    PATTERNS,
     SHAPES,
     STYLES,
     caption,
@@ -27,10 +29,13 @@ from vlp_core.data.synthworld import (
     pretraining_batch,
     pretraining_example,
     render,
+    render_objects,
+    sample_pair_scene,
     sample_scene,
 )
 from vlp_core.data.synthworld.attributes import SEEN_COMBOS, article
 from vlp_core.data.synthworld.geometry import SDF
+from vlp_core.data.synthworld.pretraining import IGNORE, scene_factors
 from vlp_core.data.synthworld.suites import SCENE_PAIRS
 
 SMALL = {"n_train": 4, "n_val": 2, "n_test": 3}
@@ -149,14 +154,68 @@ def test_pretraining_never_draws_a_held_out_combo():
 
 
 def test_pretraining_batch_is_the_stream_rendered():
-    images, captions = pretraining_batch(10, 6, seed=2, size=32)
-    assert images.shape == (6, 32, 32, 3) and images.dtype == np.uint8
+    images, captions, factors = pretraining_batch(10, 6, seed=2, size=32)
+    assert images.shape == (6, 32, 32, 3) and images.dtype == np.uint8 and factors is None
     for i in range(6):
         spec, text = pretraining_example(10 + i, seed=2)
         assert captions[i] == text
         assert np.array_equal(images[i], render(spec, 32)[0])
-    again, _ = pretraining_batch(12, 2, seed=2, size=32)
+    again, _, _ = pretraining_batch(12, 2, seed=2, size=32)
     assert np.array_equal(again, images[2:4])
+
+
+def test_object_map_marks_each_visible_object_and_agrees_with_the_mask():
+    spec = replace(_simple_scene("square"), distractors=(replace(_simple_scene("circle", 1).main, x=0.15, y=0.15,
+                                                                radius=0.1),))
+    image, objects = render_objects(spec, 64)
+    assert np.array_equal(objects == 0, render(spec, 64)[1])
+    assert set(np.unique(objects)) == {BACKGROUND, 0, 1}
+    ys, xs = np.nonzero(objects == 1)  # the distractor sits where it was placed
+    assert abs(xs.mean() / 64 - 0.15) < 0.02 and abs(ys.mean() / 64 - 0.15) < 0.02
+
+
+def test_scene_factors_by_hand():
+    main = replace(_simple_scene("square").main, x=0.5, y=0.5, radius=0.3, colour="blue", pattern="striped")
+    spec = replace(_simple_scene("square"), main=main, size="large", style="photo", background="plain")
+    objects = np.full((8, 8), BACKGROUND, np.int8)
+    objects[2:6, 2:6] = 0  # a 4x4 object on an 8x8 map: on a 4x4 grid the 2x2 middle patches are
+    objects[2, 4] = BACKGROUND  # the object, except that one patch is only 3/4 object
+    objects[0, 0:2] = 0  # and the top-left patch 2/4 object: shows the object (>= 1/4)
+    factors = scene_factors(spec, objects, grid=4)
+    assert factors["shape"] == ALL_SHAPES.index("square") and factors["colour"] == list(COLOURS).index("blue")
+    assert factors["pattern"] == PATTERNS.index("striped") and factors["size"] == 2
+    assert factors["style"] == STYLES.index("photo") and factors["background"] == 0
+    assert factors["present"].tolist() == [float(s == "square") for s in ALL_SHAPES]
+    square, background = ALL_SHAPES.index("square"), len(ALL_SHAPES)
+    expected = np.full((4, 4), background)
+    expected[1:3, 1:3] = square
+    expected[0, 0] = square
+    assert factors["patch_shape"].reshape(4, 4).tolist() == expected.tolist()
+
+    sketch = scene_factors(replace(spec, style="sketch"), objects, grid=4)
+    assert sketch["pattern"] == IGNORE and sketch["background"] == IGNORE
+
+
+def test_a_patch_that_is_neither_object_nor_background_is_ignored():
+    objects = np.full((4, 4), BACKGROUND, np.int8)  # 2x2 patches of 2x2 pixels
+    objects[0, 0] = 0  # top-left patch: 1/4 object -> the object
+    objects[2:4, 0:2] = 0  # bottom-left: all object
+    factors = scene_factors(_simple_scene("circle"), objects, grid=2)
+    circle, background = ALL_SHAPES.index("circle"), len(ALL_SHAPES)
+    assert factors["patch_shape"].tolist() == [circle, background, circle, background]
+
+    fine = np.kron(objects, np.ones((2, 2), np.int8))  # the same map at 8x8 pixels
+    fine[0:2, 0:2] = BACKGROUND
+    fine[0, 0] = 0  # top-left patch now 1/16 object: neither object (< 1/4) nor background (< 3/4 free)
+    fine[1, 1] = fine[0, 1] = fine[1, 0] = 0  # 4/16 object -> the object again
+    assert scene_factors(_simple_scene("circle"), fine, grid=2)["patch_shape"][0] == circle
+    fine[1, 1] = fine[0, 1] = BACKGROUND  # 2/16 object and 14/16 free: background
+    assert scene_factors(_simple_scene("circle"), fine, grid=2)["patch_shape"][0] == background
+    fine[2, 0:3] = 1  # plus 3/16 of a distractor: no object >= 1/4, 11/16 free < 3/4: ignored
+    with_distractor = replace(_simple_scene("circle"), distractors=(_simple_scene("star").main,))
+    assert scene_factors(with_distractor, fine, grid=2)["patch_shape"][0] == IGNORE
+    fine[3, 0] = 1  # 4/16 of the distractor: the patch shows the star
+    assert scene_factors(with_distractor, fine, grid=2)["patch_shape"][0] == ALL_SHAPES.index("star")
 
 
 @pytest.mark.parametrize("name", list_suites())
@@ -232,14 +291,34 @@ def test_load_image_is_rgb_of_the_requested_size(size):
     assert mask.shape == (size, size) and mask.dtype == bool and mask.any()
 
 
-def test_captions_name_the_main_colour_and_shape():
+def test_the_styles_suite_has_no_object_mask():
+    suite = get_suite("styles", **SMALL)  # its label is the picture's style, not the object
+    assert suite.load_mask(suite.split("test")[0]) is None
+    assert get_suite("shapes@sketch", **SMALL).load_mask(suite.split("test")[0]) is not None
+
+
+def test_captions_name_attributes_some_of_the_time_in_plain_english():
     rng = np.random.default_rng(0)
-    for index in range(60):
+    shape_named = colour_named = 0
+    for index in range(400):
         spec, _ = pretraining_example(index, seed=5)
         text = caption(spec, rng)
         words = text.split()
-        assert spec.main.colour in words and spec.main.shape in words
-        assert "  " not in text and " a a" not in text
+        shape_named += spec.main.shape in words
+        colour_named += spec.main.colour in words
+        assert "  " not in text and " a a" not in text and not re.search(r"\ba [aeiou]", text), text
+    assert 0.6 < shape_named / 400 < 0.85  # 85 % name the shape, a sixth of those with a synonym
+    assert 0.55 < colour_named / 400 < 0.8
+
+
+def test_two_object_scenes_usually_name_both():
+    rng = np.random.default_rng(1)
+    both = 0
+    for index in range(100):
+        spec = sample_pair_scene(item_rng(0, "test", "test", index), shapes=("circle", "square"))
+        text = caption(spec, rng, pair_scene=True)
+        both += ("circle" in text or "disc" in text or "round" in text) and ("square" in text or "box" in text)
+    assert both > 45  # each object's word is there ~85 % x ~85 %, the second object ~85 % of the time
 
 
 def test_unknown_suite_is_an_error():

@@ -21,13 +21,15 @@ from vlp_core.data.synthworld.attributes import (
 from vlp_core.data.synthworld.bench import render_benchmark
 from vlp_core.data.synthworld.captions import caption
 from vlp_core.data.synthworld.pretraining import pretraining_batch, pretraining_example
-from vlp_core.data.synthworld.render import ObjectSpec, SceneSpec, render
+from vlp_core.data.synthworld.render import BACKGROUND, ObjectSpec, SceneSpec, render, render_objects
 from vlp_core.data.synthworld.scenes import item_rng, sample_pair_scene, sample_scene
-from vlp_core.data.synthworld.suites import SUITES, SynthSuite, get_suite, list_suites
+from vlp_core.data.synthworld.suites import CLASSIFICATION_SUITES, SUITES, SynthSuite, get_suite, list_suites
 
 __all__ = [
+    "BACKGROUND",
     "ALL_SHAPES",
     "BACKGROUNDS",
+    "CLASSIFICATION_SUITES",
     "COLOURS",
     "DEFAULT_DIFFICULTY",
     "HELD_OUT_COMBOS",
@@ -48,6 +50,7 @@ __all__ = [
     "pretraining_batch",
     "pretraining_example",
     "render",
+    "render_objects",
     "render_benchmark",
     "sample_pair_scene",
     "sample_scene",

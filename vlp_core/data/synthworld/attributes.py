@@ -114,9 +114,11 @@ class Difficulty:
     # Distractor radius as a fraction of the main object's radius.
     distractor_scale: tuple[float, float] = (0.4, 0.75)
     # Two-object scenes ("a circle and a square"): main radius range, and the other's radius
-    # as a fraction of the main one's.
-    pair_radius: tuple[float, float] = (0.13, 0.2)
-    pair_scale: tuple[float, float] = (0.7, 0.9)
+    # as a fraction of the main one's. Medium-sized, so that both shapes can be told at 64 px (with
+    # small ones, (0.13, 0.2) and (0.7, 0.9), a 16-shot probe of synth-clip's features read the pair
+    # at 18 %, with these at 41 %, before it was trained on them).
+    pair_radius: tuple[float, float] = (0.2, 0.26)
+    pair_scale: tuple[float, float] = (0.8, 1.0)
     # Per-image colour jitter of object colours (uniform +-, per channel).
     colour_jitter: int = 18
     # Minimum RGB distance between the main object's colour and the background colours.

@@ -1,4 +1,5 @@
-"""Scene specifications and the renderer: `render(spec, size) -> (image, mask)`.
+"""Scene specifications and the renderer: `render(spec, size) -> (image, mask)`, and
+`render_objects(spec, size) -> (image, objects)` with a map of which object every pixel shows.
 
 A `SceneSpec` fixes every pixel: rendering draws no random numbers (texture windows are chosen
 by offsets stored in the spec). Positions and radii are fractions of the image side, so one
@@ -6,7 +7,7 @@ spec renders at any size.
 
 Drawing order: background, distractors, the main object's shadow, the main object, then the
 style's whole-image effect. The main object is drawn last, so its mask is exactly its visible
-pixels. Each object is rasterised only inside its bounding box, from the signed distance of its
+pixels; the object map records, per pixel, the object drawn last there. Each object is rasterised only inside its bounding box, from the signed distance of its
 shape evaluated on precomputed pixel centres.
 """
 
@@ -72,32 +73,45 @@ class SceneSpec:
         return replace(self, style=style)
 
 
+BACKGROUND = -1  # object-map value of pixels that show no object
+
+
 def render(spec: SceneSpec, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Draw `spec`: RGB uint8 image (size, size, 3), main object's bool mask (size, size)."""
+    image, objects = render_objects(spec, size)
+    return image, objects == 0
+
+
+def render_objects(spec: SceneSpec, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Draw `spec`: RGB uint8 image (size, size, 3) and the object map int8 (size, size).
+
+    The map holds, per pixel, the visible object: 0 the main object, k the k-th distractor
+    (1-based, `spec.distractors[k - 1]`), `BACKGROUND` (-1) none.
+    """
     if spec.style == "pixelated":
         return _render_pixelated(spec, size)
     f = fields(size)
     canvas = _background(spec, f)
     light = (math.cos(spec.light_angle), math.sin(spec.light_angle))
     outline = spec.style == "sketch"
-    for obj in spec.distractors:
-        _draw(canvas, obj, f, light, outline=outline)
-    mask = np.zeros((size, size), dtype=bool)
-    _draw(canvas, spec.main, f, light, outline=outline, mask=mask)
+    objects = np.full((size, size), BACKGROUND, dtype=np.int8)
+    for k, obj in enumerate(spec.distractors, start=1):
+        _draw(canvas, obj, f, light, outline=outline, objects=objects, label=k)
+    _draw(canvas, spec.main, f, light, outline=outline, objects=objects, label=0)
     if spec.style == "noisy":
         canvas += spec.noise_sigma * f.window(f.noise, spec.grain)
     elif spec.style == "painted":
         canvas = _paint(canvas, spec, f)
     np.clip(canvas, 0, 255, out=canvas)
-    return canvas.astype(np.uint8), mask
+    return canvas.astype(np.uint8), objects
 
 
 def _render_pixelated(spec: SceneSpec, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Render a photo at about 64/pixel_block pixels a side, then enlarge it in blocks."""
     small = max(4, min(size, round(64 / spec.pixel_block)))
-    image, mask = render(spec.with_style("photo"), small)
+    image, objects = render_objects(spec.with_style("photo"), small)
     index = np.arange(size) * small // size
-    return image[index][:, index], mask[index][:, index]
+    return image[index][:, index], objects[index][:, index]
 
 
 def _background(spec: SceneSpec, f: Fields) -> np.ndarray:
@@ -127,12 +141,14 @@ def _draw(
     light: tuple[float, float],
     *,
     outline: bool,
-    mask: np.ndarray | None = None,
+    objects: np.ndarray,
+    label: int,
 ) -> None:
-    """Composite `obj` onto `canvas` (S, S, 3) in place, filled and shaded or as an outline.
+    """Composite `obj` onto `canvas` (S, S, 3) in place, filled and shaded or as an outline, and
+    write `label` into the object map `objects` (S, S) where it covers the pixel.
 
-    A `mask` (S, S) marks the main object: its pixels are written into the mask, and it casts a
-    shadow (filled) or hides what lies under it with paper (outline).
+    The main object (`label` 0) casts a shadow (filled) or hides what lies under it with paper
+    (outline).
     """
     size = f.size
     r = obj.radius * size
@@ -147,14 +163,14 @@ def _draw(
     u, v = c * dx - s * dy, -s * dx - c * dy  # rotated, v up
     distance = SDF[obj.shape](u, v) * r  # (h, w) signed distance in pixels
     region = canvas[y0:y1, x0:x1]
-    if mask is not None:
-        mask[y0:y1, x0:x1] = distance < 0
+    objects[y0:y1, x0:x1][distance < 0] = label
+    main = label == 0
     rgb = np.array(obj.rgb, np.float32)
     if outline:
-        _draw_outline(region, distance, rgb, fill=mask is not None)
+        _draw_outline(region, distance, rgb, fill=main)
         return
     alpha = np.clip(0.5 - distance, 0, 1)
-    if mask is not None:
+    if main:
         _cast_shadow(canvas, alpha, (y0, x0), light, r)
     colour = _surface(obj, u, v, r, rgb)
     shade = (1 + 0.28 * (dx * light[0] + dy * light[1])) * (

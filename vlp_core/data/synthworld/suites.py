@@ -67,12 +67,15 @@ class SuiteDefinition:
 
     `stream` names whose item addresses the scenes come from (default: the suite's own name);
     style domains share their source suite's stream, so their scenes are the same.
+    `labels_object`: the label names the main object, so its mask is the labelled region (not so
+    for `styles`, whose label is the whole picture's).
     """
 
     classnames: tuple[str, ...]
     sample: Sampler
     style: str | None = "photo"  # None: the sampler's own style per scene (the label may be the style)
     stream: str | None = None
+    labels_object: bool = True
 
 
 def _shapes(label: int, rng: np.random.Generator, difficulty: Difficulty) -> SceneSpec:
@@ -114,7 +117,8 @@ SUITES: dict[str, SuiteDefinition] = {
     "scenes": SuiteDefinition(
         tuple(f"{a} and {article(b)} {b}" for a, b in SCENE_PAIRS), _scenes
     ),
-    "styles": SuiteDefinition(tuple(STYLE_NOUNS[style] for style in STYLE_CLASSES), _styles, style=None),
+    "styles": SuiteDefinition(tuple(STYLE_NOUNS[style] for style in STYLE_CLASSES), _styles, style=None,
+                              labels_object=False),
     **{
         f"shapes@{style}": SuiteDefinition(SHAPES, _shapes, style=style, stream="shapes")
         for style in STYLES
@@ -122,6 +126,10 @@ SUITES: dict[str, SuiteDefinition] = {
     },
     "ood": SuiteDefinition(OOD_SHAPES, _ood),
 }
+
+
+# Every suite whose label is a class of its own (not the OOD set): what `vlp diagnose` measures.
+CLASSIFICATION_SUITES: tuple[str, ...] = tuple(name for name in SUITES if name != "ood")
 
 
 class SynthSuite:
@@ -191,8 +199,10 @@ class SynthSuite:
         image, _, _ = self.render_item(*_address(datum))
         return Image.fromarray(image)  # uint8 (S, S, 3): RGB
 
-    def load_mask(self, datum: Datum) -> np.ndarray:
-        """The main object's bool (S, S) mask."""
+    def load_mask(self, datum: Datum) -> np.ndarray | None:
+        """The main object's bool (S, S) mask; None where the label is not about the object (`styles`)."""
+        if not self.definition.labels_object:
+            return None
         _, mask, _ = self.render_item(*_address(datum))
         return mask
 
