@@ -127,12 +127,14 @@ def job_datasets(spec: JobSpec) -> tuple[list[str], list[str]]:
 
 def open_dataset(name: str, spec: JobSpec, clip: ClipBundle, splits: tuple[str, ...] = ("train", "test"),
                  ood: bool = False) -> ClassificationData:
-    """A SynthWorld suite, or with a data root (or a real-data preset) a CoOp-format dataset (`ood`: an
-    OOD set), checked for `splits`, in the spec's class order."""
+    """A SynthWorld suite (or `drawn_shapes`), or with a data root (or a real-data preset) a CoOp-format
+    dataset (`ood`: an OOD set), checked for `splits`, in the spec's class order."""
     if spec.data_root is None and not preset_of(spec).real_data:
+        from vlp_core.data.drawn import DrawnShapes
         from vlp_core.data.synthworld import get_suite
 
-        return in_class_order(get_suite(name, image_size=clip.image_size), spec.class_order)
+        data = DrawnShapes() if name == DrawnShapes.name else get_suite(name, image_size=clip.image_size)
+        return in_class_order(data, spec.class_order)
     if spec.data_root is None:
         raise ValueError(f"preset {spec.preset!r} reads real datasets: pass --data-root /path/to/datasets")
     from vlp_core.data.coop import get_dataset, get_ood_set
@@ -216,6 +218,28 @@ def _distinct_recipes(rows: list[dict]) -> list[dict]:
     for row in rows:
         seen.setdefault(json.dumps(row["recipe"], sort_keys=True), row["recipe"])
     return list(seen.values())
+
+
+def diagnosis_datasets(spec: JobSpec, clip: ClipBundle, names: list[str] | None, ood_pairs: list[str] | None
+                       ) -> tuple[list[ClassificationData], list[tuple[ClassificationData, ClassificationData]]]:
+    """The datasets and "ID:OOD" pairs `vlp diagnose` measures; SynthWorld defaults to every
+    classification suite and style domain, and the pair shapes:ood."""
+    synthetic = spec.data_root is None and not preset_of(spec).real_data
+    if names is None:
+        if not synthetic:
+            raise ValueError("name the datasets to diagnose: --data Caltech101 DTD ...")
+        from vlp_core.data.synthworld import CLASSIFICATION_SUITES
+
+        names = list(CLASSIFICATION_SUITES)
+    if ood_pairs is None:
+        ood_pairs = ["shapes:ood"] if synthetic else []
+    pairs = []
+    for pair in ood_pairs:
+        if pair.count(":") != 1:
+            raise ValueError(f"--ood takes ID:OOD pairs such as shapes:ood, got {pair!r}")
+        id_name, ood_name = pair.split(":")
+        pairs.append((open_dataset(id_name, spec, clip, ("test",)), open_dataset(ood_name, spec, clip, ("test",), True)))
+    return [open_dataset(name, spec, clip) for name in names], pairs
 
 
 def write_report(protocol: str, rows: list[dict], out_dir: Path, config: dict) -> Path:
