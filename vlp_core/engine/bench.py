@@ -102,7 +102,7 @@ def bench(variants: list[Variant], methods: list[str], class_names: list[str], *
 
     rows: one per (variant, method): trainable values, and per operation ("train", "text",
     "infer") the median / min / max seconds, plus "vs_first", the per-round ratio of its training
-    step to the first method's, and peak_memory_mb. ratios (two variants only): per method and
+    step to the first trained method's, and peak_memory_mb. ratios (two variants only): per method and
     operation, the per-round ratio second / first variant.
     """
     workers = {}
@@ -139,9 +139,10 @@ def _row(label: str, name: str, info: dict, times: dict, memory: dict, methods: 
     for op in OPERATIONS:
         if (label, name, op) in times:
             row[op] = _spread(times[label, name, op])
-    reference = (label, methods[0], "train")
-    if "train" in row and reference in times:
-        row["vs_first"] = _spread([a / b for a, b in zip(times[label, name, "train"], times[reference])])
+    trained = [m for m in methods if (label, m, "train") in times]
+    if "train" in row:  # against the first method with a training step, round by round
+        reference = times[label, trained[0], "train"]
+        row["vs_first"] = _spread([a / b for a, b in zip(times[label, name, "train"], reference)])
     return row
 
 
@@ -168,7 +169,7 @@ def _cell(spread: dict | None, scale: float = 1.0, digits: int = 1) -> str:
 
 def report(result: dict, batch_size: int) -> str:
     """Markdown tables of a `bench` result: every (version, method), then the ratios if any."""
-    lines = ["| version | method | trainable | train step ms | × first method | text part ms | "
+    lines = ["| version | method | trainable | train step ms | × first trained | text part ms | "
              "train images/s | eval images/s | peak memory MB |", "|" + "---|" * 9]
     for row in result["rows"]:
         train = row.get("train")
