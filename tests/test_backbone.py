@@ -432,3 +432,23 @@ def test_zero_shot_template_ensemble_equals_unshared(tiny, monkeypatch, dtype, t
     monkeypatch.setattr(text_cache, "encode_text_prompted", functools.partial(encode_text_prompted, share_prefix=False))
     whole = FrozenTextFeatures(model, tiny.tokenizer)(CLASSES, IMAGENET_TEMPLATES)
     torch.testing.assert_close(shared, whole, atol=tol, rtol=0)
+
+
+def test_forward_hooks_see_whole_blocks(tiny, images):
+    """A hooked block (e.g. captum's layer attributions) runs as the module on whole sequences."""
+    seen = []
+    ids = prompt_token_ids(tiny.tokenizer, CLASSES, n_ctx=2)
+    ctx = _random_prompts(1, 2, 64)[0]
+    expected_text = encode_text_prompted(tiny.model, ids, ctx)
+    expected_image = encode_image_prompted(tiny.model, images).pooled
+    for block in (tiny.model.transformer.resblocks[-1], tiny.model.visual.transformer.resblocks[-2]):
+        handle = block.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+        try:
+            text = encode_text_prompted(tiny.model, ids, ctx)
+            image = encode_image_prompted(tiny.model, images).pooled
+        finally:
+            handle.remove()
+        torch.testing.assert_close(text, expected_text, atol=1e-5, rtol=0)
+        torch.testing.assert_close(image, expected_image, atol=1e-5, rtol=0)
+    length = int(ids.argmax(-1).max()) + 1
+    assert seen == [(3, length, 64), (2, 65, 64)]

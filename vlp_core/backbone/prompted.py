@@ -71,7 +71,8 @@ def encode_text_prompted(
         ends at the batch's last EOT token (see `_trim_to_eot`).
     share_prefix: run the leading positions that every sequence of a prompt has in common once
         per prompt (see `_encode_shared`); False runs every sequence whole. Both give the same
-        features up to round-off; a per-sequence context always runs whole.
+        features up to round-off; a per-sequence context, or forward hooks on a block, always run
+        whole sequences.
     """
     token_ids, attn_mask = _trim_to_eot(model, token_ids)
     if not all_pairs:
@@ -79,7 +80,8 @@ def encode_text_prompted(
             return _encode_whole(model, token_ids, ctx, deep_ctx, attn_mask, hidden)
         ctx = None if ctx is None else ctx[None]  # one prompt, used with every row
         deep_ctx = None if deep_ctx is None else deep_ctx[:, None]
-    prefix = _shared_prefix_length(model, token_ids) if share_prefix else 0
+    watched = any(_hooked(block) for block in model.transformer.resblocks)  # hooks see whole sequences
+    prefix = _shared_prefix_length(model, token_ids) if share_prefix and not watched else 0
     if len(token_ids) > 1 and prefix > next((t.shape[-2] for t in (ctx, deep_ctx) if t is not None), 0):
         return _encode_shared(model, token_ids, ctx, deep_ctx, prefix, attn_mask, hidden)
     return _encode_whole(model, *_every_pair(token_ids, ctx, deep_ctx), attn_mask, hidden)
@@ -169,10 +171,17 @@ def residual_block(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None,
         (prefix n mod M): x's tokens also attend to its keys and values; attn_mask is (T, T0 + T).
     rows: (N,) one position per sequence: only that token is computed (the others serve as keys
         and values) -> (N, 1, W), for a last block of which only the pooled token is read.
+    A block watched by forward hooks (e.g. captum's layer attributions) runs as open_clip's module,
+    whole, so that the hooks see its input and output (see `_hooked`).
     """
     attn, width = block.attn, x.shape[-1]
     if not isinstance(attn, nn.MultiheadAttention) or hasattr(block, "ln_1_kv"):
         raise TypeError(f"prompted forwards run open_clip's ResidualAttentionBlock, not {type(block).__name__}")
+    if _hooked(block):
+        if prefix is not None:
+            raise ValueError("a block watched by hooks runs whole sequences, not suffixes of a shared prefix")
+        out = block(x, attn_mask=attn_mask)
+        return out if rows is None else out[torch.arange(x.shape[0], device=x.device), rows][:, None]
     weight, bias = attn.in_proj_weight, attn.in_proj_bias
     h = block.ln_1(x)
     k, v = F.linear(h, weight[width:], bias[width:]).chunk(2, dim=-1)
@@ -190,6 +199,11 @@ def residual_block(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None,
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).flatten(2)
     x = x + block.ls_1(attn.out_proj(out))
     return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def _hooked(block: nn.Module) -> bool:
+    """Whether forward hooks watch `block`; then it runs whole, as the module (`residual_block`)."""
+    return bool(block._forward_hooks or block._forward_pre_hooks)
 
 
 def _trim_to_eot(model: nn.Module, token_ids: Tensor) -> tuple[Tensor, Tensor | None]:

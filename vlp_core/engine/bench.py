@@ -105,6 +105,8 @@ def bench(variants: list[Variant], methods: list[str], class_names: list[str], *
     step to the first trained method's, and peak_memory_mb. ratios (two variants only): per method and
     operation, the per-round ratio second / first variant.
     """
+    if len({v.label for v in variants}) < len(variants):
+        raise ValueError(f"the versions to time need different names, got {[v.label for v in variants]}")
     workers = {}
     try:
         for variant in variants:
@@ -128,13 +130,13 @@ def bench(variants: list[Variant], methods: list[str], class_names: list[str], *
     first = next(iter(workers.values())).info
     return {
         "machine": {k: first[k] for k in ("device_name", "threads", "torch")},
-        "rows": [_row(variant.label, name, workers[variant.label, name].info, times, memory, methods, batch_size)
+        "rows": [_row(variant.label, name, workers[variant.label, name].info, times, memory, methods)
                  for variant in variants for name in methods],
         "ratios": _ratios(variants, methods, times, memory) if len(variants) == 2 else [],
     }
 
 
-def _row(label: str, name: str, info: dict, times: dict, memory: dict, methods: list[str], batch_size: int) -> dict:
+def _row(label: str, name: str, info: dict, times: dict, memory: dict, methods: list[str]) -> dict:
     row = {"version": label, "method": name, "trainable": info["trainable"], "peak_memory_mb": memory[label, name]}
     for op in OPERATIONS:
         if (label, name, op) in times:
