@@ -297,7 +297,7 @@ def test_frozen_text_raw_feature_average_for_promptsrc(tiny):
 
 
 def _double(bundle):
-    """The bundle with a float64 copy of its model (the session's tiny CLIP stays float32)."""
+    """The bundle with a float64 copy of its model (the shared `tiny` fixture stays float32)."""
     return dataclasses.replace(bundle, model=copy.deepcopy(bundle.model).double())
 
 

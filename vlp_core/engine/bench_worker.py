@@ -35,7 +35,7 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _session(spec: dict) -> tuple[dict, dict]:
+def _setup(spec: dict) -> tuple[dict, dict]:
     """Load the model and the method of `spec`; -> (what to report about it, the timed operations)."""
     from vlp_core.backbone import load_clip
     from vlp_core.engine.registry import build_method
@@ -95,7 +95,7 @@ def main() -> None:
     os.dup2(2, 1)  # whatever else is printed goes to the log, not into the answers
     spec = json.loads(sys.argv[1])
     device = torch.device(spec["device"])
-    info, ops = _session(spec)
+    info, ops = _setup(spec)
     for op in ops.values():  # warm-up, untimed
         op()
     answers.write(json.dumps({**info, "ops": sorted(ops)}) + "\n")
