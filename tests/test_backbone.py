@@ -1,5 +1,8 @@
 """The prompted forwards equal open_clip where they should and differ only where they should."""
 
+import copy
+import dataclasses
+import functools
 import math
 
 import open_clip
@@ -18,7 +21,13 @@ from vlp_core.backbone import (
     load_clip,
     prompt_token_ids,
 )
-from vlp_core.backbone import loading
+from vlp_core.backbone import loading, prompted, text_cache
+from vlp_core.methods.coop import CoOp, CoOpConfig
+from vlp_core.methods.disa import DiSa, DiSaConfig
+from vlp_core.methods.gallop import GalLoP, GalLoPConfig
+from vlp_core.methods.ivlp import IVLP, IVLPConfig
+from vlp_core.methods.promptsrc import PromptSRC, PromptSRCConfig
+from vlp_core.methods.templates import IMAGENET_TEMPLATES
 
 CLASSES = ["red circle", "blue square", "a very long class name with many words"]
 
@@ -300,3 +309,164 @@ def test_the_bundled_model_missing_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(loading, "ASSETS_DIR", tmp_path / "site-packages" / "assets")
     with pytest.raises(WeightsNotFoundError, match="pip install -e .*VLP_ASSETS"):
         load_clip("synth-clip")
+
+
+# ---------------------------------------------------------------- shared prompt prefix
+
+
+def _double(bundle):
+    """The bundle with a float64 copy of its model (the shared `tiny` fixture stays float32)."""
+    return dataclasses.replace(bundle, model=copy.deepcopy(bundle.model).double())
+
+
+def _both_paths(model, ids, tensors, **kwargs):
+    """Features and gradients (of a fixed cubic function) with the prefix shared and unshared."""
+    results = []
+    for share in (True, False):
+        features = encode_text_prompted(model, ids, *tensors, share_prefix=share, **kwargs)
+        grads = torch.autograd.grad(features.pow(3).sum(), [t for t in tensors if t is not None]) if any(
+            t is not None for t in tensors) else ()
+        results.append((features, grads))
+    return results
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("prompts", ["none", "shallow", "deep", "deep_only"])
+def test_shared_prefix_equals_whole_sequences(tiny, dtype, tol, prompts):
+    model = tiny.model if dtype == torch.float32 else _double(tiny).model
+    ids = prompt_token_ids(tiny.tokenizer, CLASSES, n_ctx=2)
+    ctx = (_random_prompts(1, 2, 64)[0] * 20).to(dtype).requires_grad_()
+    deep = (_random_prompts(2, 2, 64, seed=2) * 20).to(dtype).requires_grad_()
+    tensors = {"none": (None, None), "shallow": (ctx, None), "deep": (ctx, deep), "deep_only": (None, deep)}[prompts]
+    (shared, shared_grads), (whole, whole_grads) = _both_paths(model, ids, tensors)
+    assert shared.dtype == dtype and shared.shape == (3, 64)
+    torch.testing.assert_close(shared, whole, atol=tol, rtol=0)
+    for a, b in zip(shared_grads, whole_grads):
+        assert a.abs().max() > 1e-3
+        torch.testing.assert_close(a, b, atol=tol * b.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_every_prompt_with_every_class_equals_each_prompt_alone(tiny, dtype, tol):
+    """all_pairs: M prompts x C classes, row c * M + m, the prefix run once per prompt."""
+    model = tiny.model if dtype == torch.float32 else _double(tiny).model
+    ids = prompt_token_ids(tiny.tokenizer, CLASSES, n_ctx=2, template="{}")
+    prompts = (_random_prompts(3, 2, 64) * 20).to(dtype).requires_grad_()
+    deep = (_random_prompts(2, 3 * 2, 64, seed=4).view(2, 3, 2, 64) * 20).to(dtype).requires_grad_()
+    (shared, shared_grads), (whole, whole_grads) = _both_paths(model, ids, (prompts, deep), all_pairs=True)
+    alone = torch.stack([encode_text_prompted(model, ids[[c]], prompts[m], deep[:, m])[0]
+                         for c in range(3) for m in range(3)])
+    torch.testing.assert_close(shared, alone, atol=tol, rtol=0)
+    torch.testing.assert_close(whole, alone, atol=tol, rtol=0)
+    for a, b in zip(shared_grads, whole_grads):
+        torch.testing.assert_close(a, b, atol=tol * b.abs().max().item(), rtol=0)
+
+
+def test_per_sequence_context_runs_whole_sequences(tiny, monkeypatch):
+    """A context per sequence (e.g. class-specific) has no common prefix: the plain path runs."""
+    ids = prompt_token_ids(tiny.tokenizer, CLASSES, n_ctx=2)
+    per_class = _random_prompts(3, 2, 64) * 20
+    expected = torch.cat([encode_text_prompted(tiny.model, ids[[c]], per_class[c]) for c in range(3)])
+
+    def no_sharing(*args, **kwargs):
+        raise AssertionError("a per-sequence context was shared")
+
+    monkeypatch.setattr(prompted, "_encode_shared", no_sharing)
+    torch.testing.assert_close(encode_text_prompted(tiny.model, ids, per_class), expected, atol=1e-5, rtol=0)
+    deep = _random_prompts(2, 3 * 2, 64).view(2, 3, 2, 64)
+    encode_text_prompted(tiny.model, ids, per_class[0], deep)  # per-sequence deep prompts: whole too
+
+
+def test_shared_prefix_covers_the_common_template_words(tiny):
+    """Zero-shot templates share their words before the class name ([SOT] a photo of a), and class
+    names that start alike share those words too; the prefix never reaches an EOT."""
+    template = tiny.tokenizer([f"a photo of a {c}." for c in CLASSES])
+    assert prompted._shared_prefix_length(tiny.model, template) == 5
+    alike = tiny.tokenizer(["red circle", "red star", "red"])
+    assert prompted._shared_prefix_length(tiny.model, alike) == 2  # [SOT] red; "red" alone ends at 2
+    torch.testing.assert_close(encode_text_prompted(tiny.model, template), tiny.model.encode_text(template),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(encode_text_prompted(tiny.model, alike), tiny.model.encode_text(alike),
+                               atol=1e-5, rtol=0)
+
+
+def test_residual_block_equals_open_clip_block(tiny):
+    """The written-out block equals open_clip's, and its `rows` / `prefix` forms read the same values."""
+    block = tiny.model.transformer.resblocks[1]
+    x = torch.randn(3, 7, 64, generator=torch.Generator().manual_seed(0))
+    mask = tiny.model.attn_mask[:7, :7]
+    full = block(x, attn_mask=mask)
+    torch.testing.assert_close(prompted.residual_block(block, x, mask), full, atol=1e-5, rtol=0)
+    rows = torch.tensor([6, 2, 4])
+    picked = prompted.residual_block(block, x, mask, rows=rows)
+    torch.testing.assert_close(picked[:, 0], full[torch.arange(3), rows], atol=1e-5, rtol=0)
+    shared = x[:1, :3].expand(3, -1, -1)  # three sequences that begin with the same three tokens
+    x = torch.cat([shared, x[:, 3:]], dim=1)
+    tail = prompted.residual_block(block, x[:, 3:], mask[3:], prefix=x[:1, :3])
+    torch.testing.assert_close(tail, block(x, attn_mask=mask)[:, 3:], atol=1e-5, rtol=0)
+
+
+METHOD_CASES = {  # every learned-prompt method, with and without deep text prompts
+    "coop": lambda bundle: CoOp(bundle, CoOpConfig()),
+    "ivlp_shallow": lambda bundle: IVLP(bundle, IVLPConfig(text_depth=1)),
+    "ivlp": lambda bundle: IVLP(bundle, IVLPConfig()),
+    "promptsrc": lambda bundle: PromptSRC(bundle, PromptSRCConfig()),
+    "disa": lambda bundle: DiSa(bundle, DiSaConfig()),
+    "gallop": lambda bundle: GalLoP(bundle, GalLoPConfig()),
+}
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("case", list(METHOD_CASES))
+def test_every_method_text_features_equal_unshared(tiny, monkeypatch, dtype, tol, case):
+    """Each method's text features and their gradients, prefix shared (default) and unshared."""
+    method = METHOD_CASES[case](tiny if dtype == torch.float32 else _double(tiny)).to(dtype)
+    method.set_classes(CLASSES)
+    with torch.no_grad():  # move the prompts away from their initial values
+        for parameter in method.parameters():
+            parameter.add_(0.5 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    text_prompts = [p for name, p in method.named_parameters() if ("text" in name or "prompts" in name) and p.numel()]
+
+    def features_and_grads():
+        features = method.text_features()
+        features = torch.cat([f.flatten(0, -2) for f in features]) if isinstance(features, tuple) else features
+        return features, torch.autograd.grad(features.pow(3).sum(), text_prompts)
+
+    shared, shared_grads = features_and_grads()
+    unshared = functools.partial(encode_text_prompted, share_prefix=False)
+    for module in ("coop", "ivlp", "gallop"):
+        monkeypatch.setattr(f"vlp_core.methods.{module}.encode_text_prompted", unshared)
+    whole, whole_grads = features_and_grads()
+    torch.testing.assert_close(shared, whole, atol=tol, rtol=0)
+    for a, b in zip(shared_grads, whole_grads):
+        assert b.abs().max() > 1e-3
+        torch.testing.assert_close(a, b, atol=tol * b.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_zero_shot_template_ensemble_equals_unshared(tiny, monkeypatch, dtype, tol):
+    model = tiny.model if dtype == torch.float32 else _double(tiny).model
+    shared = FrozenTextFeatures(model, tiny.tokenizer)(CLASSES, IMAGENET_TEMPLATES)
+    monkeypatch.setattr(text_cache, "encode_text_prompted", functools.partial(encode_text_prompted, share_prefix=False))
+    whole = FrozenTextFeatures(model, tiny.tokenizer)(CLASSES, IMAGENET_TEMPLATES)
+    torch.testing.assert_close(shared, whole, atol=tol, rtol=0)
+
+
+def test_forward_hooks_see_whole_blocks(tiny, images):
+    """A hooked block (e.g. captum's layer attributions) runs as the module on whole sequences."""
+    seen = []
+    ids = prompt_token_ids(tiny.tokenizer, CLASSES, n_ctx=2)
+    ctx = _random_prompts(1, 2, 64)[0]
+    expected_text = encode_text_prompted(tiny.model, ids, ctx)
+    expected_image = encode_image_prompted(tiny.model, images).pooled
+    for block in (tiny.model.transformer.resblocks[-1], tiny.model.visual.transformer.resblocks[-2]):
+        handle = block.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+        try:
+            text = encode_text_prompted(tiny.model, ids, ctx)
+            image = encode_image_prompted(tiny.model, images).pooled
+        finally:
+            handle.remove()
+        torch.testing.assert_close(text, expected_text, atol=1e-5, rtol=0)
+        torch.testing.assert_close(image, expected_image, atol=1e-5, rtol=0)
+    length = int(ids.argmax(-1).max()) + 1
+    assert seen == [(3, length, 64), (2, 65, 64)]

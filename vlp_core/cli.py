@@ -160,24 +160,44 @@ def _recipe(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from vlp_core.backbone import DEFAULT_MODEL, load_clip
+    import tempfile
+
+    from vlp_core.backbone import DEFAULT_MODEL
     from vlp_core.data.synthworld import get_suite, render_benchmark
-    from vlp_core.engine.bench import bench
-    from vlp_core.engine.results import markdown_table
+    from vlp_core.engine.bench import Variant, bench, report
     from vlp_core.engine.trainer import resolve_device
     from vlp_core.methods.registry import method_names
 
-    device = resolve_device(args.device)
-    clip = load_clip(args.model or DEFAULT_MODEL, args.pretrained, device=device)
-    classes = get_suite(args.classes).classnames
-    rows = bench(clip, args.methods or method_names(), classes, args.batch_size, args.steps)
-    print(f"# vlp bench: {clip.name} on {device}, batch {args.batch_size}, {len(classes)} classes "
-          f"({args.classes}), median of {args.steps} steps\n")
-    print(markdown_table(rows, ["method", "trainable", "train_step_ms", "train_images_per_s",
-                                "eval_images_per_s", "peak_memory_mb"]))
+    device = str(resolve_device(args.device))
+    classes = [name for suite in args.classes for name in get_suite(suite).classnames]
+    options = parse_options(args.set)
+    methods = args.methods or method_names()
+    with tempfile.TemporaryDirectory(prefix="vlp-bench-") as scratch:
+        variants = [Variant("current", options=options)]
+        if args.compare:
+            variants = [_bench_variant(text, options, Path(scratch)) for text in args.compare]
+        result = bench(variants, methods, classes, model=args.model or DEFAULT_MODEL,
+                       pretrained=args.pretrained, device=device, batch_size=args.batch_size, repeats=args.steps)
+    machine = result["machine"]
+    print(f"# vlp bench: {args.model or DEFAULT_MODEL} on {device} ({machine['device_name']}, "
+          f"{machine['threads']} threads, torch {machine['torch']}), batch {args.batch_size}, "
+          f"{len(classes)} classes ({' + '.join(args.classes)}), {args.steps} timed rounds\n")
+    print(report(result, args.batch_size))
     render = render_benchmark(n=500)
     print(f"\nSynthWorld rendering: {render['images_per_s']:.0f} images/s (64 px, one core)")
     return 0
+
+
+def _bench_variant(text: str, options: dict[str, dict], scratch: Path):
+    """A `--compare` argument: METHOD.OPTION=VALUE settings (space-separated; '' for none) on top of
+    `options`, '.' for the code that runs this command, or a git revision of its checkout."""
+    from vlp_core.engine.bench import Variant, checkout
+
+    if text == "." or "=" in text or not text.strip():
+        extra = parse_options(text.split()) if "=" in text else {}
+        merged = {m: {**options.get(m, {}), **extra.get(m, {})} for m in {*options, *extra}}
+        return Variant(text if text.strip() else "defaults", options=merged)
+    return Variant(text, root=checkout(text, scratch), options=options)
 
 
 def _pretrain_synth(args: argparse.Namespace) -> int:
@@ -327,15 +347,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = commands.add_parser(
         "bench", help="time training steps and inference of every method",
-        description="Median time per training step, images/s and peak memory per method, side by side, "
-        "on random images of the model's input size; plus SynthWorld's rendering speed.",
+        description="Time per training step (forward, loss, backward), its text part, images/s and peak "
+        "memory per method, side by side, on random images of the model's input size: each method in its "
+        "own process, the timed rounds alternating between them; medians with [min-max], ratios per round. "
+        "Plus SynthWorld's rendering speed.",
         epilog="examples:\n  vlp bench\n  vlp bench --model ViT-B-16-quickgelu --batch-size 32 --device cuda\n"
-        "  vlp bench --methods disa gallop --classes colour_shapes", formatter_class=RAW)
+        "  vlp bench --methods promptsrc disa --steps 9\n"
+        "  vlp bench --methods coop gallop --classes colour_shapes patterns --compare main .\n"
+        "  vlp bench --methods disa --compare '' 'disa.mask_ratio=0.5 disa.mask_pool=0.5'", formatter_class=RAW)
     be.add_argument("--methods", nargs="+", default=None, choices=MethodNames(), metavar="METHOD",
                     help="%(choices)s (default: all)")
-    be.add_argument("--classes", default="shapes", help="SynthWorld suite whose class names are used")
+    be.add_argument("--classes", nargs="+", default=["shapes"],
+                    help="SynthWorld suites whose class names are used, one after the other")
     be.add_argument("--batch-size", type=int, default=32)
-    be.add_argument("--steps", type=int, default=5)
+    be.add_argument("--steps", type=int, default=5, help="timed rounds (after one untimed warm-up)")
+    be.add_argument("--set", nargs="*", default=[], metavar="METHOD.OPTION=VALUE", help="method options")
+    be.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
+                    help="time two versions and print B / A: git revisions of this checkout (e.g. main; "
+                    "'.' is the code running now) or option sets ('disa.mask_ratio=0.5'; '' for the defaults)")
     _add_backbone(be)
     add_device_arguments(be, workers=False, precision=False)
     be.set_defaults(run=_bench)

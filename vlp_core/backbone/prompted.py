@@ -54,6 +54,9 @@ def encode_text_prompted(
     ctx: Tensor | None = None,
     deep_ctx: Tensor | None = None,
     hidden: list[Tensor] | None = None,
+    *,
+    all_pairs: bool = False,
+    share_prefix: bool = True,
 ) -> Tensor:
     """Text features of prompted sequences -> (N, D), not normalised.
 
@@ -62,24 +65,145 @@ def encode_text_prompted(
         before the positional embedding is added.
     deep_ctx: (J-1, n, Dt) or (J-1, N, n, Dt); entry j-1 replaces the tokens at 1..n at the input
         of block j, for j = 1..J-1.
+    all_pairs: ctx is (M, n, Dt) and deep_ctx (J-1, M, n, Dt): M prompts, each used with every
+        row of token_ids (C, L), so N = C·M and row c·M + m is the sequence (class c, prompt m).
     hidden: if a list is given, the input of every block (N, L', Dt) is appended to it, where L'
         ends at the batch's last EOT token (see `_trim_to_eot`).
+    share_prefix: run the leading positions that every sequence of a prompt has in common once
+        per prompt (see `_encode_shared`); False runs every sequence whole. Both give the same
+        features up to round-off; a per-sequence context, or forward hooks on a block, always run
+        whole sequences.
     """
     token_ids, attn_mask = _trim_to_eot(model, token_ids)
-    length = token_ids.shape[1]
+    if not all_pairs:
+        if (ctx is not None and ctx.dim() == 3) or (deep_ctx is not None and deep_ctx.dim() == 4):
+            return _encode_whole(model, token_ids, ctx, deep_ctx, attn_mask, hidden)
+        ctx = None if ctx is None else ctx[None]  # one prompt, used with every row
+        deep_ctx = None if deep_ctx is None else deep_ctx[:, None]
+    watched = any(_hooked(block) for block in model.transformer.resblocks)  # hooks see whole sequences
+    prefix = _shared_prefix_length(model, token_ids) if share_prefix and not watched else 0
+    if len(token_ids) > 1 and prefix > next((t.shape[-2] for t in (ctx, deep_ctx) if t is not None), 0):
+        return _encode_shared(model, token_ids, ctx, deep_ctx, prefix, attn_mask, hidden)
+    return _encode_whole(model, *_every_pair(token_ids, ctx, deep_ctx), attn_mask, hidden)
+
+
+def _every_pair(token_ids: Tensor, prompts: Tensor | None, deep: Tensor | None) -> tuple:
+    """Each (row, prompt) pair as a sequence of its own: token_ids (C, L'), prompts (M, n, Dt),
+    deep (J-1, M, n, Dt) -> (C·M, L'), (C·M, n, Dt), (J-1, C·M, n, Dt), row c·M + m."""
+    num_prompts = next((t.shape[-3] for t in (prompts, deep) if t is not None), 1)
+    rows = token_ids.shape[0]
+    return (token_ids.repeat_interleave(num_prompts, 0), None if prompts is None else prompts.repeat(rows, 1, 1),
+            None if deep is None else deep.repeat(1, rows, 1, 1))
+
+
+def _shared_prefix_length(model: nn.Module, token_ids: Tensor) -> int:
+    """How many leading positions all rows of token_ids (N, L) share, at most up to the first EOT
+    of any row; 0 when the tower is not causal with EOT pooling (nothing can be shared then)."""
+    if model.attn_mask is None or model.text_pool_type != "argmax":
+        return 0
+    same = (token_ids == token_ids[:1]).all(dim=0)
+    return min(int(same.long().cumprod(0).sum()), int(token_ids.argmax(dim=-1).min()))
+
+
+def _encode_whole(model: nn.Module, token_ids: Tensor, ctx: Tensor | None, deep_ctx: Tensor | None,
+                  attn_mask: Tensor | None, hidden: list[Tensor] | None) -> Tensor:
+    """Every sequence through every block: token_ids (N, L'), ctx (n, Dt) or (N, n, Dt), deep_ctx
+    (J-1, n, Dt) or (J-1, N, n, Dt), attn_mask (L', L') -> (N, D)."""
     x = model.token_embedding(token_ids)
     if ctx is not None:
         x = _replace_span(x, 1, ctx)
-    x = x + model.positional_embedding[:length].to(x.dtype)
-    for j, block in enumerate(model.transformer.resblocks):
+    x = x + model.positional_embedding[: x.shape[1]].to(x.dtype)
+    eot = token_ids.argmax(dim=-1) if model.text_pool_type == "argmax" else None
+    blocks = model.transformer.resblocks
+    for j, block in enumerate(blocks):
         if deep_ctx is not None and 1 <= j <= deep_ctx.shape[0]:
             x = _replace_span(x, 1, deep_ctx[j - 1])
         if hidden is not None:
             hidden.append(x)
-        x = block(x, attn_mask=attn_mask)
+        x = residual_block(block, x, attn_mask, rows=eot if j == len(blocks) - 1 else None)
     x = model.ln_final(x)
-    pooled = text_global_pool(x, token_ids, model.text_pool_type, getattr(model, "text_eos_id", None))
-    return pooled @ model.text_projection
+    if eot is not None:  # the last block ran the EOT tokens only
+        return x[:, 0] @ model.text_projection
+    return text_global_pool(x, token_ids, model.text_pool_type, getattr(model, "text_eos_id", None)) @ model.text_projection
+
+
+def _encode_shared(model: nn.Module, token_ids: Tensor, prompts: Tensor | None, deep: Tensor | None,
+                   prefix: int, attn_mask: Tensor, hidden: list[Tensor] | None) -> Tensor:
+    """`_encode_whole` of every (row, prompt) pair, with the shared prefix run once per prompt.
+
+    token_ids (C, L') agree on their first `prefix` positions (T0, all before any EOT); prompts
+    (M, n, Dt) and deep (J-1, M, n, Dt), n < T0. Under the causal mask the prefix never sees the
+    rest, so its states depend on the prompt only: they run as M sequences of length T0, and the
+    C·M suffixes (length L' - T0) attend to their prompt's prefix keys and values, layer by layer.
+    -> (C·M, D), row c·M + m.
+    """
+    num_classes = token_ids.shape[0]
+    embedded = model.token_embedding(token_ids)
+    position = model.positional_embedding[: token_ids.shape[1]].to(embedded.dtype)
+    head = embedded[:1, :prefix]  # (1, T0, Dt)
+    if prompts is not None:
+        head = _replace_span(head.expand(prompts.shape[0], -1, -1), 1, prompts)
+    elif deep is not None:
+        head = head.expand(deep.shape[1], -1, -1)
+    head = head + position[:prefix]  # (M, T0, Dt)
+    tail = (embedded[:, prefix:] + position[prefix:]).repeat_interleave(head.shape[0], 0)  # (C·M, L' - T0, Dt)
+    eot = token_ids[:, prefix:].argmax(dim=-1).repeat_interleave(head.shape[0])  # positions in the tail
+    blocks = model.transformer.resblocks
+    for j, block in enumerate(blocks):
+        if deep is not None and 1 <= j <= deep.shape[0]:
+            head = _replace_span(head, 1, deep[j - 1])
+        if hidden is not None:
+            hidden.append(torch.cat([head.repeat(num_classes, 1, 1), tail], dim=1))
+        if j == len(blocks) - 1:  # only the EOT tokens are read after the last block
+            tail = residual_block(block, tail, attn_mask[prefix:], prefix=head, rows=eot)
+        else:
+            head, tail = (residual_block(block, head, attn_mask[:prefix, :prefix]),
+                          residual_block(block, tail, attn_mask[prefix:], prefix=head))
+    return model.ln_final(tail)[:, 0] @ model.text_projection
+
+
+def residual_block(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None,
+                   prefix: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
+    """open_clip's `ResidualAttentionBlock` on x (N, T, W), written out batch-first around
+    `scaled_dot_product_attention` (no head transposes of nn.MultiheadAttention) -> (N, T, W).
+
+    prefix: (M, T0, W), the block's input at T0 earlier positions that row n of x continues
+        (prefix n mod M): x's tokens also attend to its keys and values; attn_mask is (T, T0 + T).
+    rows: (N,) one position per sequence: only that token is computed (the others serve as keys
+        and values) -> (N, 1, W), for a last block of which only the pooled token is read.
+    A block watched by forward hooks (e.g. captum's layer attributions) runs as open_clip's module,
+    whole, so that the hooks see its input and output (see `_hooked`).
+    """
+    attn, width = block.attn, x.shape[-1]
+    if not isinstance(attn, nn.MultiheadAttention) or hasattr(block, "ln_1_kv"):
+        raise TypeError(f"prompted forwards run open_clip's ResidualAttentionBlock, not {type(block).__name__}")
+    if _hooked(block):
+        if prefix is not None:
+            raise ValueError("a block watched by hooks runs whole sequences, not suffixes of a shared prefix")
+        out = block(x, attn_mask=attn_mask)
+        return out if rows is None else out[torch.arange(x.shape[0], device=x.device), rows][:, None]
+    weight, bias = attn.in_proj_weight, attn.in_proj_bias
+    h = block.ln_1(x)
+    k, v = F.linear(h, weight[width:], bias[width:]).chunk(2, dim=-1)
+    if rows is not None:
+        picked = torch.arange(x.shape[0], device=x.device), rows
+        x, h = x[picked][:, None], h[picked][:, None]
+        attn_mask = None if attn_mask is None else attn_mask[rows][:, None, None]  # (N, 1, 1, T0 + T)
+    q = F.linear(h, weight[:width], bias[:width])
+    if prefix is not None:
+        k_pre, v_pre = F.linear(block.ln_1(prefix), weight[width:], bias[width:]).chunk(2, dim=-1)
+        repeats = k.shape[0] // prefix.shape[0]
+        k, v = torch.cat([k_pre.repeat(repeats, 1, 1), k], dim=1), torch.cat([v_pre.repeat(repeats, 1, 1), v], dim=1)
+    q, k, v = (t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2) for t in (q, k, v))
+    mask = None if attn_mask is None else attn_mask.to(q.dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).flatten(2)
+    x = x + block.ls_1(attn.out_proj(out))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def _hooked(block: nn.Module) -> bool:
+    """Whether forward hooks watch `block`; then it runs whole, as the module (`residual_block`)."""
+    return bool(block._forward_hooks or block._forward_pre_hooks)
 
 
 def _trim_to_eot(model: nn.Module, token_ids: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -180,7 +304,6 @@ def encode_image_prompted(
 
     maps: list[Tensor] = []
     blocks = visual.transformer.resblocks
-    last_input = x
     for j, block in enumerate(blocks):
         if deep_ctx is not None and 1 <= j <= deep_ctx.shape[0]:
             x = _replace_span(x, x.shape[1] - deep_ctx.shape[1], deep_ctx[j - 1])
@@ -188,15 +311,16 @@ def encode_image_prompted(
             hidden.append(x)
         if attentions:
             maps.append(_attention_weights(block, x))
-        last_input = x
-        x = block(x)
+        if j < len(blocks) - 1:
+            x = residual_block(block, x)
 
-    x = visual.ln_post(x)
-    out = VisionOutput(pooled=x[:, 0] @ visual.proj)
+    # x is the input of the last block; each output runs only the part of it that it reads
+    last, cls = blocks[-1], torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    out = VisionOutput(pooled=visual.ln_post(residual_block(last, x, rows=cls))[:, 0] @ visual.proj)
     if patches:
-        out.patches = x[:, 1 : 1 + num_kept] @ visual.proj
+        out.patches = visual.ln_post(residual_block(last, x))[:, 1 : 1 + num_kept] @ visual.proj
     if local:
-        z = visual.ln_post(value_only_block(blocks[-1], last_input))[:, 1 : 1 + num_kept]
+        z = visual.ln_post(value_only_block(last, x))[:, 1 : 1 + num_kept]
         out.local = (local_proj(z) if local_proj is not None else z) @ visual.proj
     if attentions:
         out.attentions = maps

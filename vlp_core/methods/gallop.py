@@ -53,7 +53,7 @@ class GalLoPConfig:
     dropout: float = 0.75  # global prompt dropout p (training loss only)
     dropout_sampling: DropoutSampling = "with_replacement"  # official; see `dropout_global`
     template: str = "{}"  # text after the prompt: the bare class name, no period (official code)
-    text_chunk_size: int = 1024  # sequences per text-encoder call
+    text_chunk_size: int = 1024  # sequences per text-encoder call (whole classes: at least Mg + Ml)
     text_checkpoint: bool = False  # recompute text activations per chunk in backward (less memory)
     seed: int = 0  # seeds the prompt-dropout draws (the trainer reseeds them every epoch)
 
@@ -156,22 +156,22 @@ class GalLoP(PromptMethod):
         with torch.no_grad():
             self.local_proj.weight.copy_(torch.eye(width))
         self.reseed(cfg.seed)
-        self._sequence_ids: Tensor | None = None  # (C * (Mg + Ml), L), set per class list
+        self._class_ids: Tensor | None = None  # (C, L) prompt token ids, set per class list
         self._text_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
 
     # ------------------------------------------------------------------ text side
 
     def set_classes(self, class_names: Iterable[str]) -> None:
-        """Tokenise a new class list: row c * (Mg + Ml) + m is the sequence of (class c, prompt m).
+        """Tokenise a new class list (each class is then read with each of the Mg + Ml prompts).
 
         The same list again changes nothing (its token ids and cached text features are kept).
         """
         names = [readable(name) for name in class_names]
-        if names == self.class_names and self._sequence_ids is not None:
+        if names == self.class_names and self._class_ids is not None:
             return
         super().set_classes(names)
         ids = prompt_token_ids(self.clip.tokenizer, self.class_names, self.config.n_ctx, self.config.template)
-        self._sequence_ids = ids.to(self.device).repeat_interleave(self.config.n_global + self.config.n_local, 0)
+        self._class_ids = ids.to(self.device)
         self._text_cache = None
 
     def text_features(self) -> tuple[Tensor, Tensor]:
@@ -190,25 +190,25 @@ class GalLoP(PromptMethod):
         return self._text_cache[1]
 
     def _encode_text(self) -> tuple[Tensor, Tensor]:
-        """All C * (Mg + Ml) prompted sequences in one pass (chunks of `text_chunk_size`)."""
-        if self._sequence_ids is None:
+        """All C * (Mg + Ml) prompted sequences in one pass (chunks of whole classes, at most
+        `text_chunk_size` sequences each when Mg + Ml <= text_chunk_size)."""
+        if self._class_ids is None:
             raise RuntimeError("call set_classes(class_names) before computing text features")
         cfg = self.config
         prompts = torch.cat([self.global_prompts, self.local_prompts])  # (M, n_ctx, Dt)
-        ctx = prompts.repeat(len(self.class_names), 1, 1)  # (C * M, n_ctx, Dt), row c * M + m = prompt m
-        chunks = [
-            self._encode_chunk(self._sequence_ids[start : start + cfg.text_chunk_size],
-                               ctx[start : start + cfg.text_chunk_size])
-            for start in range(0, len(ctx), cfg.text_chunk_size)
-        ]
+        classes_per_chunk = max(1, cfg.text_chunk_size // len(prompts))
+        chunks = [self._encode_chunk(self._class_ids[start : start + classes_per_chunk], prompts)
+                  for start in range(0, len(self._class_ids), classes_per_chunk)]
         features = F.normalize(torch.cat(chunks), dim=-1).view(len(self.class_names), len(prompts), -1)
         return features[:, : cfg.n_global], features[:, cfg.n_global :]
 
-    def _encode_chunk(self, ids: Tensor, ctx: Tensor) -> Tensor:
-        """Text features of sequences ids (N, L) with per-sequence prompts ctx (N, n_ctx, Dt) -> (N, D)."""
+    def _encode_chunk(self, ids: Tensor, prompts: Tensor) -> Tensor:
+        """Text features of every class ids (C', L) with every prompt (M, n_ctx, Dt) -> (C' * M, D),
+        row c * M + m; the [SOT] + prompt prefix runs once per prompt (see `encode_text_prompted`)."""
         if self.config.text_checkpoint and torch.is_grad_enabled():
-            return checkpoint(encode_text_prompted, self.clip.model, ids, ctx, use_reentrant=False)
-        return encode_text_prompted(self.clip.model, ids, ctx)
+            return checkpoint(encode_text_prompted, self.clip.model, ids, prompts, all_pairs=True,
+                              use_reentrant=False)
+        return encode_text_prompted(self.clip.model, ids, prompts, all_pairs=True)
 
     # ------------------------------------------------------------------ image side and scores
 
