@@ -22,6 +22,7 @@ non-default choice is added to the file name so it never reads another protocol'
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import asdict
 from pathlib import Path
@@ -111,10 +112,11 @@ def _proportional_quotas(counts: Sequence[int], total: int) -> list[int]:
 
 
 def _save(path: Path, header: dict, train: Sequence[Datum], val: Sequence[Datum]) -> None:
-    """Write header and items as JSON, via a temporary file so a reader never sees half a file."""
+    """Write header and items as JSON, via a temporary file of this process so a reader never sees
+    half a file, even while runs in other processes write the same draw."""
     path.parent.mkdir(parents=True, exist_ok=True)
     content = {**header, "train": [asdict(d) for d in train], "val": [asdict(d) for d in val]}
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(content, indent=1), encoding="utf-8")
     temporary.replace(path)
 
