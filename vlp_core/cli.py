@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -108,6 +109,8 @@ def _train(args: argparse.Namespace) -> int:
     protocol = args.protocol or PROTOCOL_OF_CLASSES[args.classes]
     record = train_one(_spec(args, protocol, [args.method]), args.method, args.data, args.classes, args.out,
                        progress=not args.quiet, overwrite=args.overwrite)
+    if record is None:  # not the main process of a distributed run
+        return 0
     train = record["recipe"]["train"]
     print(f"{args.method} on {record['dataset']}, {args.classes} classes, {record['shots']} shots, seed "
           f"{record['seed']}: {train['epochs']} epochs ({protocol} recipe, {train['precision']})")
@@ -409,14 +412,32 @@ def _log_to_stderr(quiet: bool) -> None:
     logger.propagate = False
 
 
+def _several_processes() -> bool:
+    """Whether torchrun started this process as one of several (read without importing torch)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _join_processes(args: argparse.Namespace) -> None:
+    """Under torchrun: join the process group and take this process's device (`vlp train` only)."""
+    if args.command != "train":
+        raise ValueError(f"only `vlp train` runs over several processes; start `vlp {args.command}` without "
+                         f"torchrun (for many runs at once: vlp protocol ... --jobs N or --launcher submitit)")
+    from vlp_core.engine import distributed
+
+    args.device = distributed.start(args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _log_to_stderr(quiet=getattr(args, "quiet", False))
+    several = _several_processes()
+    _log_to_stderr(quiet=getattr(args, "quiet", False) or (several and os.environ.get("RANK") != "0"))
     from vlp_core.engine.trainer import NonFiniteLossError
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
+        if several:
+            _join_processes(args)
         return args.run(args)
     except KeyboardInterrupt as stop:
         print(f"vlp: {stop or 'interrupted'}; run the same command to resume", file=sys.stderr)
@@ -427,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+        if several:
+            from vlp_core.engine import distributed
+
+            distributed.stop()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from vlp_core.backbone import ClipBundle, load_clip
 from vlp_core.data.base import ClassificationData, in_class_order, relabel
 from vlp_core.data.fewshot import base_novel_labels
-from vlp_core.engine import protocols, results
+from vlp_core.engine import distributed, protocols, results
 from vlp_core.engine.protocols import Context, FewShotOptions
 from vlp_core.engine.recipes import Rule
 from vlp_core.engine.trainer import checkpoint_meta, load_trained, resolve_device
@@ -292,9 +292,12 @@ def class_subset(ctx: Context, data: ClassificationData, which: str, shots: int,
 
 
 def train_one(spec: JobSpec, method: str, dataset: str, classes: str, out_dir: str | Path,
-              progress: bool = True, overwrite: bool = False) -> dict:
+              progress: bool = True, overwrite: bool = False) -> dict | None:
     """Train one method on one dataset (K shots of `classes`, the first seed, the recipe of
-    `spec.protocol`); the checkpoint and a run record go to `out_dir`. -> test scores and what ran."""
+    `spec.protocol`); the checkpoint and a run record go to `out_dir`. -> test scores and what ran.
+
+    In a distributed run every process trains; the main one alone evaluates, writes and returns
+    the record (the others None)."""
     check_spec(spec)
     out_dir = Path(out_dir)
     ctx = _context(spec, job_clip(spec), out_dir, progress, overwrite)
@@ -306,6 +309,8 @@ def train_one(spec: JobSpec, method: str, dataset: str, classes: str, out_dir: s
     items = relabel(protocols.few_shot_train(ctx, data, shots, seed), labels)
     model = protocols.fit_with_recipe(ctx, settings, data, items, names, seed, out_dir,
                            f"{method} · {data.name} · seed {seed}")
+    if not distributed.is_main():
+        return None
     scores = protocols.evaluate(ctx, model, data, relabel(data.split("test"), labels), names)
     record = {"dataset": data.name, "classes": classes, "shots": shots, "seed": seed, "preset": spec.preset,
               "data_root": spec.data_root, "class_order": spec.class_order, "recipe": settings.as_dict(),

@@ -22,6 +22,7 @@ from vlp_core.data.base import ClassificationData, ClassOrder, Datum, relabel
 from vlp_core.data.fewshot import base_novel_labels, base_novel_split
 from vlp_core.data.fewshot_cache import Sampling, few_shot_split
 from vlp_core.data.loaders import eval_transform, make_loader, train_transform
+from vlp_core.engine import distributed
 from vlp_core.engine.evaluate import top1
 from vlp_core.engine.recipes import Recipe, Rule, recipe
 from vlp_core.engine.trainer import (
@@ -89,13 +90,15 @@ class Context:
 
     def loader(self, data: ClassificationData, items: Sequence[Datum], train_split: bool, batch_size: int,
                seed: int = 0):
-        """A loader of `items` with the training augmentation or the test transform, pinned on CUDA."""
+        """A loader of `items` with the training augmentation (this process's share of global batches
+        of `batch_size`) or the test transform, pinned on CUDA."""
         mean, std = self.clip.image_mean_std
         size = self.clip.image_size
         transform = (train_transform(size, mean, std, self.train_crop_scale) if train_split
                      else eval_transform(size, mean, std))
         return make_loader(data, items, transform, batch_size, shuffle=train_split, seed=seed,
-                           num_workers=self.workers, pin_memory=self.device.type == "cuda")
+                           num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                           rank=distributed.rank(), world_size=distributed.world_size())
 
 
 def fit(ctx: Context, method_name: str, protocol: str, data: ClassificationData, items: Sequence[Datum],

@@ -1,11 +1,19 @@
 """One trainer for every method: SGD + cosine schedule with constant warm-up, mixed precision,
-checkpoints, resume.
+checkpoints, resume, and one run over several processes (torchrun + DistributedDataParallel).
 
-Every epoch starts from RNG states that are a pure function of (seed, epoch), so a run resumed
-from its last checkpoint reaches the same final prompts as an uninterrupted one. A checkpoint
-records what its run is (method, method options, training settings, and the caller's `record`:
-data, classes, shots, ...); resuming into a folder that holds another run is refused with what
-differs.
+Every random choice of an epoch is a pure function of (seed, epoch, image): the order of the items,
+each image's crop (`make_loader`) and each image's draws in the method (masks, prompt dropout), so a
+run resumed from its last checkpoint reaches the same final prompts as an uninterrupted one, and a
+run split over N processes the same as on one (up to float round-off). A checkpoint records what its
+run is (method, method options, training settings, and the caller's `record`: data, classes, shots,
+...); resuming into a folder that holds another run is refused with what differs. The number of
+processes is not part of a run: a checkpoint resumes with any.
+
+Distributed (`distributed.start` joined torchrun's process group): every process holds the whole
+method, takes its share of each global batch (`batch_size` is the global batch) and weights its loss
+by that share, so DistributedDataParallel's gradient average is the gradient of the global batch's
+loss; the main process alone computes the per-run constants (shared with the others), writes
+checkpoints and shows progress.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures
+from vlp_core.data.loaders import GlobalBatches, item_seed, start_epoch
+from vlp_core.engine import distributed
 from vlp_core.methods.base import PromptMethod
 from vlp_core.methods.registry import build_method
 
@@ -40,7 +50,7 @@ class TrainConfig:
     """Optimisation settings; defaults are PromptSRC's base-to-novel recipe (DiSa inherits it)."""
 
     epochs: int = 20
-    batch_size: int = 4
+    batch_size: int = 4  # the global batch, split over the processes of a distributed run
     lr: float = 0.0025
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -117,13 +127,13 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The RNG seed of one epoch (data order, augmentation, masks, prompt dropout)."""
+    """The RNG seed of one epoch (data order; with `item_seed`, each image's crop and draws)."""
     return seed * 100_003 + epoch
 
 
-def _check_finite(terms: dict[str, torch.Tensor], epoch: int, step: int) -> None:
-    if not all(torch.isfinite(v).all() for v in terms.values()):
-        values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+def _check_finite(terms: dict[str, float], epoch: int, step: int) -> None:
+    if not all(math.isfinite(v) for v in terms.values()):
+        values = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
         raise NonFiniteLossError(
             f"non-finite loss at epoch {epoch + 1}, step {step + 1}: {values}. Nothing was saved for "
             f"this epoch; lower the learning rate or use --precision fp32, then resume."
@@ -140,7 +150,8 @@ def train(
     record: dict[str, Any] | None = None,
     label: str = "",
 ) -> TrainResult:
-    """Train `method`'s learned tensors on `loader` for `config.epochs` epochs.
+    """Train `method`'s learned tensors on `loader` (a `make_loader(..., shuffle=True)`) for
+    `config.epochs` epochs, on this process or over the processes of a distributed run.
 
     prepare_loader: the training split with the test transform, handed once to
         `method.prepare_training` (the constant features: teacher, prototypes), outside autocast.
@@ -151,7 +162,7 @@ def train(
     label: names the run in the progress bar.
     Ctrl-C raises `TrainingInterrupted`, the finished epochs saved.
     """
-    device = method.device
+    _check_split(method, loader)
     params = [p for p in method.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     result = TrainResult(epochs_run=0)
@@ -161,19 +172,42 @@ def train(
         done = "already finished" if result.epochs_run >= config.epochs else "resuming"
         log.info(f"{done}: {out_dir} holds epochs 1-{result.epochs_run} of {config.epochs}")
     if prepare_loader is not None:
-        with torch.no_grad():
-            method.prepare_training((_to(x, device), _to(y, device)) for x, y in prepare_loader)
-    step_context, scaler = autocast(config.precision, device)
+        _prepare(method, prepare_loader)
+    loss_of = distributed.loss_function(method)
+    step_context, scaler = autocast(config.precision, method.device)
     epoch = result.epochs_run
     try:
         for epoch in range(result.epochs_run, config.epochs):
-            _train_epoch(method, loader, optimizer, config, epoch, step_context, scaler, result, label)
-            if out_dir is not None:
+            _train_epoch(method, loader, optimizer, config, epoch, loss_of, step_context, scaler, result, label)
+            if out_dir is not None and distributed.is_main():
                 _save_checkpoint(out_dir, method, optimizer, config, result, record or {})
     except KeyboardInterrupt as interrupt:
         raise TrainingInterrupted(epoch + 1, config.epochs, out_dir) from interrupt
     method.eval()
     return result
+
+
+def _check_split(method: PromptMethod, loader: DataLoader) -> None:
+    """Refuse a loader that splits batches over another number of processes than the run has, and a
+    method whose loss cannot be split."""
+    processes, sampler = distributed.world_size(), loader.batch_sampler
+    if isinstance(sampler, GlobalBatches) and (sampler.rank, sampler.world_size) != (distributed.rank(), processes):
+        raise ValueError(f"the loader gives process {sampler.rank} of {sampler.world_size} its share, but this is "
+                         f"process {distributed.rank()} of {processes}: build it with "
+                         f"make_loader(..., rank=..., world_size=...) of this run")
+    if processes > 1:
+        method.check_batch_split()
+
+
+def _prepare(method: PromptMethod, prepare_loader: DataLoader) -> None:
+    """The method's per-run constants: computed by the main process, handed to the others."""
+    device = method.device
+    if distributed.is_main():
+        with torch.no_grad():
+            method.prepare_training((_to(x, device), _to(y, device)) for x, y in prepare_loader)
+    shared = distributed.share_from_main(method.training_constants() if distributed.is_main() else {}, device)
+    if not distributed.is_main():
+        method.load_training_constants(shared)
 
 
 def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -182,12 +216,13 @@ def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _train_epoch(method: PromptMethod, loader: DataLoader, optimizer, config: TrainConfig, epoch: int,
-                 step_context, scaler, result: TrainResult, label: str) -> None:
-    """One epoch at `learning_rate(config, epoch)`; appends its mean loss terms to `result.history`."""
-    device = method.device
-    torch.manual_seed(epoch_seed(config.seed, epoch))
-    loader.generator.manual_seed(epoch_seed(config.seed, epoch))
-    method.reseed(epoch_seed(config.seed, epoch))
+                 loss_of, step_context, scaler, result: TrainResult, label: str) -> None:
+    """One epoch at `learning_rate(config, epoch)`; appends the global batches' mean loss terms to
+    `result.history`. `loss_of(images, labels)`: the method's loss, or the same through DDP."""
+    device, processes = method.device, distributed.world_size()
+    seed = epoch_seed(config.seed, epoch)
+    torch.manual_seed(seed)
+    steps = start_epoch(loader, seed)
     lr = learning_rate(config, epoch)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -195,26 +230,27 @@ def _train_epoch(method: PromptMethod, loader: DataLoader, optimizer, config: Tr
     sums: dict[str, float] = {}
     started = time.perf_counter()
     desc = f"{label} · epoch {epoch + 1}/{config.epochs}" if label else f"epoch {epoch + 1}/{config.epochs}"
-    bar = tqdm(loader, desc=desc, disable=not config.progress, leave=False)
-    for step, (images, labels) in enumerate(bar):
-        with step_context:
-            terms = method.loss(_to(images, device), _to(labels, device))
-        _check_finite(terms, epoch, step)
+    bar = tqdm(loader, desc=desc, disable=not (config.progress and distributed.is_main()), leave=False)
+    for step, ((images, labels), (indices, share)) in enumerate(zip(bar, steps)):
+        with step_context, method.drawing_per_image([item_seed(seed, i, "draws") for i in indices]):
+            terms = loss_of(_to(images, device), _to(labels, device))
+        values = dict(zip(terms, distributed.global_values(terms, share).tolist()))
+        _check_finite(values, epoch, step)
+        total = terms["total"] * (processes * share)  # DDP averages gradients over the processes
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
-            scaler.scale(terms["total"]).backward()
+            scaler.scale(total).backward()
             scaler.step(optimizer)
             scaler.update()
         else:
-            terms["total"].backward()
+            total.backward()
             optimizer.step()
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.item()
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value
         bar.set_postfix({k: f"{v / (step + 1):.3f}" for k, v in sums.items()})
     method.on_epoch_end(epoch, config.epochs)
-    steps = max(len(loader), 1)
     result.history.append({"epoch": epoch + 1, "lr": lr, "seconds": time.perf_counter() - started,
-                           **{k: v / steps for k, v in sums.items()}})
+                           **{k: v / max(len(steps), 1) for k, v in sums.items()}})
     result.epochs_run = epoch + 1
 
 

@@ -12,14 +12,16 @@ place in lists), `config_class` (its options, a dataclass with the paper default
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Iterable
+from typing import ClassVar, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures
+from vlp_core.methods.draws import Generators
 from vlp_core.methods.ood import mcm
 
 Features = Tensor | tuple[Tensor, ...]  # one (N, D) tensor, or several (GalLoP: global and local)
@@ -53,7 +55,8 @@ class PromptMethod(nn.Module, ABC):
     """Base class: frozen CLIP + learned tensors + the class names currently in use.
 
     Required: `loss`, `logits`, `text_features`, `image_features`. Optional, with defaults here:
-    `prepare_training`, `on_epoch_end`, `head_logits` (several heads), `ood_scores` (more scores).
+    `prepare_training` with `training_constants` / `load_training_constants`, `on_epoch_end`,
+    `head_logits` (several heads), `ood_scores` (more scores), `check_batch_split`.
     Shapes: B images, C classes, D joint embedding size.
     """
 
@@ -69,6 +72,8 @@ class PromptMethod(nn.Module, ABC):
         self.frozen_text = frozen_text or FrozenTextFeatures(clip.model, clip.tokenizer)
         self.class_names: list[str] = []
         self.generator = torch.Generator()  # the method's own random draws in training (CPU)
+        self._image_seeds: list[int] | None = None  # inside `drawing_per_image`
+        self._image_generators: list[torch.Generator] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -87,14 +92,49 @@ class PromptMethod(nn.Module, ABC):
         self.class_names = [readable(name) for name in class_names]
 
     def reseed(self, seed: int) -> None:
-        """Seed the method's training draws (masks, prompt dropout). The trainer calls it at the start
-        of every epoch, so a run resumed at an epoch boundary repeats the uninterrupted run's draws."""
+        """Seed the method's own training draws (masks, prompt dropout), used outside
+        `drawing_per_image`."""
         self.generator.manual_seed(seed)
+
+    @contextmanager
+    def drawing_per_image(self, seeds: Sequence[int]) -> Iterator[None]:
+        """Within: the training draws of image b of the batch come from a generator seeded with
+        `seeds[b]` instead of the method's own generator. The trainer wraps every step in it with
+        seeds of (run seed, epoch, image), so a run's draws do not depend on how its batches are
+        split over processes."""
+        self._image_seeds, self._image_generators = [int(s) for s in seeds], None
+        try:
+            yield
+        finally:
+            self._image_seeds = self._image_generators = None
+
+    def step_generators(self) -> Generators:
+        """Where this step's draws come from: the method's generator (one draw for the whole batch),
+        or inside `drawing_per_image` one generator per image, created once per step."""
+        if self._image_seeds is None:
+            return self.generator
+        if self._image_generators is None:
+            self._image_generators = [torch.Generator().manual_seed(seed) for seed in self._image_seeds]
+        return self._image_generators
 
     def prepare_training(self, images_by_batch: Iterable[tuple[Tensor, Tensor]]) -> None:
         """Called once before training with (images, labels) batches of the training split
         (test transform), outside autocast; methods compute their per-run constants here (the
         frozen text teacher, class prototypes), in the model's own precision."""
+
+    def training_constants(self) -> dict[str, Tensor]:
+        """The per-run constants `prepare_training` computed, by name (none here): one process of a
+        distributed run computes them and hands them to the others (`load_training_constants`)."""
+        return {}
+
+    def load_training_constants(self, constants: dict[str, Tensor]) -> None:
+        """Take the constants another process computed (`training_constants`) instead of
+        `prepare_training`, for the current class list."""
+
+    def check_batch_split(self) -> None:
+        """Raise a ValueError when the loss is not a mean over the batch's images (plus terms that
+        do not depend on them): only such a loss, split over processes and weighted by each one's
+        share of the batch, adds up to the one-process loss."""
 
     def on_epoch_end(self, epoch: int, num_epochs: int) -> None:
         """Called after each training epoch (0-based); e.g. Gaussian prompt aggregation."""

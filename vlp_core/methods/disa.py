@@ -7,8 +7,9 @@ L_CIR, cross-interactive regularisation with saliency-aware masking:
     cir = KL(q_a ‖ q_b), batch mean, gradients through both sides.
 The mask: saliency a = softmax_p(cos(P̂_o, ĝ_o[y]) / τ) from the frozen patch embeddings of the
 step's single frozen image pass; M = round(ρ·P) patches drawn at random among the round(γ·P) least
-salient with the method's generator (seeded by `seed`, reseeded by the trainer every epoch). CLS and
-prompt tokens are never masked; inference uses the full image.
+salient with the method's generator (seeded by `seed`; in training, one generator per image, seeded by
+the run's seed, the epoch and the image). CLS and prompt tokens are never masked; inference uses the
+full image.
 L_DiR, directional regularisation: dir = mean_b (1 − cos(f_p(x_b), μ_{y_b})), with class
 prototypes μ_c = normalize(mean normalize(f_o)) computed once in `prepare_training`.
 """
@@ -119,7 +120,7 @@ class DiSa(PromptSRC):
         for name, options in (("cir_direction", CirDirection), ("cir_reduction", CirReduction),
                               ("dir_loss", DirLoss), ("mask_mode", MaskMode)):
             _check_option(name, getattr(config, name), options)
-        self.reseed(config.seed)  # masks come from `self.generator`; the trainer reseeds it every epoch
+        self.reseed(config.seed)  # masks come from `self.generator` (the trainer draws them per image)
         self.prototypes: Tensor | None = None  # (C, D), a per-run constant: not learned, not saved
         self._prototype_classes: tuple[str, ...] = ()
 
@@ -139,6 +140,22 @@ class DiSa(PromptSRC):
                 labels.append(batch_labels.to(self.device))
         self.prototypes = class_prototypes(torch.cat(features), torch.cat(labels), len(self.class_names))
         self._prototype_classes = tuple(self.class_names)
+
+    def training_constants(self) -> dict[str, Tensor]:
+        constants = super().training_constants()
+        if self.config.use_dir:
+            constants["prototypes"] = self._class_prototypes()
+        return constants
+
+    def load_training_constants(self, constants: dict[str, Tensor]) -> None:
+        super().load_training_constants(constants)
+        if "prototypes" in constants:
+            self.prototypes, self._prototype_classes = constants["prototypes"], tuple(self.class_names)
+
+    def check_batch_split(self) -> None:
+        if self.config.use_cir and self.config.cir_reduction == "sum":
+            raise ValueError("disa.cir_reduction=sum adds the KL terms of the batch's images, so it cannot be split "
+                             "over processes: use batchmean (the default) or mean, or train on one process")
 
     def _frozen_pass(self) -> tuple[bool, bool]:
         needed, patches = super()._frozen_pass()
@@ -169,7 +186,7 @@ class DiSa(PromptSRC):
         image_a = step.image
         if config.cir_use_mask:
             saliency = patch_saliency(step.frozen_patches, teacher[step.labels], config.saliency_tau)
-            masked = saliency_mask(saliency, config.mask_ratio, config.mask_pool, self.generator)
+            masked = saliency_mask(saliency, config.mask_ratio, config.mask_pool, self.step_generators())
             image_a = self.masked_image_features(step.images, masked, prompted=True)
         logits_a = self.logit_scale * image_a @ teacher.T
         logits_b = self.logit_scale * step.frozen_image @ step.text.T

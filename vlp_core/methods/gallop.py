@@ -55,7 +55,7 @@ class GalLoPConfig:
     template: str = "{}"  # text after the prompt: the bare class name, no period (official code)
     text_chunk_size: int = 1024  # sequences per text-encoder call (whole classes: at least Mg + Ml)
     text_checkpoint: bool = False  # recompute text activations per chunk in backward (less memory)
-    seed: int = 0  # seeds the prompt-dropout draws (the trainer reseeds them every epoch)
+    seed: int = 0  # seeds the prompt-dropout draws (in training: one generator per image, see PromptMethod)
 
     def __post_init__(self) -> None:
         self.topk = tuple(int(k) for k in self.topk)
@@ -234,7 +234,7 @@ class GalLoP(PromptMethod):
         cfg = self.config
         global_sims, local_sims = self.similarities(images)
         labels = labels.to(global_sims.device)
-        global_mean = dropout_global(global_sims, cfg.dropout, cfg.dropout_sampling, self.generator)
+        global_mean = dropout_global(global_sims, cfg.dropout, cfg.dropout_sampling, self.step_generators())
         local_scores = topk_local_scores(local_sims, cfg.topk)  # (B, C, Ml)
         global_ce = F.cross_entropy(self.logit_scale * global_mean, labels)
         local_ce = F.cross_entropy(self.logit_scale * local_scores, labels[:, None].expand(-1, cfg.n_local))

@@ -78,12 +78,16 @@ class PromptSRC(IVLP):
         if self.config.gpa:
             for name, parameter in list(self.named_parameters()):
                 self.register_buffer(f"gpa_{name}", torch.zeros_like(parameter))
+        self._given_teacher: tuple[tuple[str, ...], Tensor] | None = None  # (classes, ĝ_o) from another process
 
     @property
     def teacher_text(self) -> Tensor:
         """(C, D) ĝ_o: the frozen 60-template text ensemble of the current classes (cached), averaged
         over raw features and then normalised, as PromptSRC's teacher is. Computed outside autocast,
-        in the model's precision, wherever it is first asked for."""
+        in the model's precision, wherever it is first asked for (or given by
+        `load_training_constants`)."""
+        if self._given_teacher is not None and self._given_teacher[0] == tuple(self.class_names):
+            return self._given_teacher[1]
         return self.frozen_text(self.class_names, IMAGENET_TEMPLATES, normalize_each=False)
 
     def _uses_teacher(self) -> bool:
@@ -94,6 +98,13 @@ class PromptSRC(IVLP):
         """Compute the constant teacher ĝ_o once, before the first (possibly autocast) step."""
         if self._uses_teacher():
             self.teacher_text
+
+    def training_constants(self) -> dict[str, Tensor]:
+        return {"teacher_text": self.teacher_text} if self._uses_teacher() else {}
+
+    def load_training_constants(self, constants: dict[str, Tensor]) -> None:
+        if "teacher_text" in constants:
+            self._given_teacher = (tuple(self.class_names), constants["teacher_text"])
 
     def _frozen_pass(self) -> tuple[bool, bool]:
         """(whether a step needs the frozen image forward, whether it needs its patch embeddings)."""

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vlp_core.methods.draws import Generators, rand_rows
+
 
 def patch_saliency(patch_embeddings: Tensor, text_query: Tensor, tau: float = 0.01) -> Tensor:
     """softmax over patches of cos(patch, query) / tau.
@@ -32,20 +34,19 @@ def mask_sizes(num_patches: int, ratio: float, pool: float) -> tuple[int, int]:
     return round(ratio * num_patches), round(pool * num_patches)
 
 
-def saliency_mask(saliency: Tensor, ratio: float, pool: float,
-                  generator: torch.Generator | None = None) -> Tensor:
+def saliency_mask(saliency: Tensor, ratio: float, pool: float, generator: Generators = None) -> Tensor:
     """Indices of the patches to mask -> (B, M) long, ascending per row.
 
     saliency (B, P). Per image: a uniformly random subset of M = round(ratio·P) patches among the
     K = round(pool·P) least salient (ties broken by patch index). pool == ratio gives the
-    deterministic bottom-ratio set. `generator` (on any device) makes the draw reproducible.
+    deterministic bottom-ratio set. `generator` (on any device; or one per image, see
+    `vlp_core.methods.draws`) makes the draw reproducible.
     """
     batch, num_patches = saliency.shape
     masked, pooled = mask_sizes(num_patches, ratio, pool)
     least_salient = saliency.argsort(dim=-1, stable=True)[:, :pooled]
     if masked < pooled:
-        device = generator.device if generator is not None else saliency.device
-        scores = torch.rand(batch, pooled, generator=generator, device=device).to(saliency.device)
+        scores = rand_rows(batch, pooled, generator, saliency.device).to(saliency.device)
         least_salient = least_salient.gather(1, scores.argsort(dim=-1)[:, :masked])
     return least_salient.sort(dim=-1).values
 

@@ -11,6 +11,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
+from vlp_core.methods.draws import Generators, rand_rows, randint_rows
+
 DropoutSampling = Literal["with_replacement", "without_replacement"]
 DROPOUT_SAMPLINGS: tuple[str, ...] = ("with_replacement", "without_replacement")
 
@@ -76,7 +78,7 @@ def dropout_global(
     global_sims: Tensor,
     p: float,
     sampling: DropoutSampling = "with_replacement",
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Prompt dropout: per image, the mean of G over `kept_prompt_count(Mg, p)` drawn prompts -> (B, C).
 
@@ -85,17 +87,17 @@ def dropout_global(
       generator=generator), so a prompt can be drawn twice and p = 0 does not mean "all prompts".
     - "without_replacement": the first `keep` of torch.rand(B, Mg, generator=generator).argsort(1);
       when keep = Mg (p = 0) nothing is drawn and the result is exactly G.mean(-1).
-    Draws happen on the generator's device (G's when none is given), then move to G's device.
+    Draws happen on the generator's device (G's when none is given), then move to G's device;
+    one generator per image draws row b from generator b (`vlp_core.methods.draws`).
     """
     batch, classes, num_prompts = global_sims.shape
     keep = kept_prompt_count(num_prompts, p)
-    device = generator.device if generator is not None else global_sims.device
     if sampling == "with_replacement":
-        chosen = torch.randint(0, num_prompts, (batch, keep), generator=generator, device=device)
+        chosen = randint_rows(num_prompts, batch, keep, generator, global_sims.device)
     elif sampling == "without_replacement":
         if keep == num_prompts:
             return global_sims.mean(-1)
-        chosen = torch.rand(batch, num_prompts, generator=generator, device=device).argsort(1)[:, :keep]
+        chosen = rand_rows(batch, num_prompts, generator, global_sims.device).argsort(1)[:, :keep]
     else:
         raise ValueError(f"dropout sampling must be one of {DROPOUT_SAMPLINGS}, got {sampling!r}")
     chosen = chosen.to(global_sims.device)[:, None, :].expand(batch, classes, keep)
