@@ -18,8 +18,7 @@ from vlp_core.cli import parse_options
 from vlp_core.data import coop
 from vlp_core.data.coop import DatasetContentError
 from vlp_core.engine import protocols, results, trainer
-from vlp_core.engine.jobs import JobSpec, job_datasets, open_dataset, plan_job, run_job, write_report
-from vlp_core.engine.protocols import Context
+from vlp_core.engine.jobs import JobData, JobSpec, job_datasets, open_dataset, plan_job, run_job, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK = ("ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101", "FGVCAircraft",
@@ -197,10 +196,10 @@ def test_broken_data_is_refused_before_any_training(tiny, real_root, tmp_path, c
     assert count_trainings == []
 
 
-def test_plan_names_every_run(tiny, tmp_path):
+def test_plan_names_every_run(tiny):
     spec = JobSpec("fewshot", methods=["coop", "disa"], seeds=[1, 2], shots=[1, 4], datasets=["shapes"])
-    plan = plan_job(spec, Context(tiny, tmp_path))
-    assert [what for what, _ in plan] == [f"{m} · shapes · seed {s} · {k} shots"
+    plan = plan_job(spec, JobData(spec, tiny))
+    assert [run.what for run in plan] == [f"{m} · shapes · seed {s} · {k} shots"
                                           for m in ("coop", "disa") for s in (1, 2) for k in (1, 4)]
 
 

@@ -39,6 +39,14 @@ class MethodNames:
         return iter(self._names())
 
 
+def _value(raw: str):
+    """A command-line value read as JSON if it parses (numbers, lists, null), else the string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
 def parse_options(pairs: list[str]) -> dict[str, dict]:
     """`--set disa.mask_ratio=0.2` -> {"disa": {"mask_ratio": 0.2}} (values read as JSON if they parse)."""
     options: dict[str, dict] = {}
@@ -47,12 +55,16 @@ def parse_options(pairs: list[str]) -> dict[str, dict]:
             raise ValueError(f"--set takes METHOD.OPTION=VALUE (e.g. disa.mask_ratio=0.2), got {pair!r}")
         key, raw = pair.split("=", 1)
         method, option = key.split(".", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        options.setdefault(method, {})[option] = value
+        options.setdefault(method, {})[option] = _value(raw)
     return options
+
+
+def parse_parameters(pairs: list[str]) -> dict:
+    """`--slurm slurm_partition=gpu timeout_min=240` -> {"slurm_partition": "gpu", "timeout_min": 240}."""
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--slurm takes KEY=VALUE (e.g. slurm_partition=gpu timeout_min=240), got {pair!r}")
+    return {key: _value(raw) for key, raw in (pair.split("=", 1) for pair in pairs)}
 
 
 def add_device_arguments(parser: argparse.ArgumentParser, workers: bool = True, precision: bool = True) -> None:
@@ -94,10 +106,27 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _protocol(args: argparse.Namespace) -> int:
-    from vlp_core.engine.jobs import run_job
+def _launcher(args: argparse.Namespace):
+    """Where the runs of `vlp protocol` go: this process (None), local processes, or submitit."""
+    from vlp_core.engine.launchers import LocalLauncher, SubmititLauncher
 
-    run_job(_spec(args, args.protocol, args.methods), args.out, progress=not args.quiet, overwrite=args.overwrite)
+    if args.launcher == "submitit":
+        return SubmititLauncher(Path(args.out) / "submitit", args.jobs, parse_parameters(args.slurm), args.workers)
+    if args.slurm:
+        raise ValueError("--slurm sets submitit's parameters: add --launcher submitit")
+    return LocalLauncher(args.jobs) if (args.jobs or 1) > 1 else None
+
+
+def _protocol(args: argparse.Namespace) -> int:
+    from vlp_core.engine.jobs import RunsFailed, run_job
+
+    try:
+        run_job(_spec(args, args.protocol, args.methods), args.out, progress=not args.quiet,
+                overwrite=args.overwrite, launcher=_launcher(args))
+    except RunsFailed as failed:
+        print((Path(args.out) / "results.md").read_text())
+        print(f"vlp: {failed}", file=sys.stderr)
+        return 1
     print((Path(args.out) / "results.md").read_text())
     print(f"results in {args.out}")
     return 0
@@ -258,8 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     proto = commands.add_parser(
         "protocol", help="run a paper protocol (base2novel, fewshot, dg, xd, ood)",
         description="Run a protocol for several methods and seeds with each method's recipe (`vlp recipe`); "
-        "write results.md/csv/json, plots and the exact config to --out. Interrupted runs resume from their "
-        "checkpoints; dg, xd and ood train their source (ImageNet, or shapes) once per method and seed.",
+        "write results.md/csv/json, plots and the exact config to --out. Every (method, dataset, seed, K) is an "
+        "independent run with its own folder under --out/runs: finished runs are collected, not run again, "
+        "interrupted runs resume from their checkpoints, and runs can go to several processes at once (--jobs) "
+        "or to a SLURM cluster (--launcher submitit); dg, xd and ood train their source (ImageNet, or shapes) "
+        "once per method and seed.",
         epilog="examples:\n"
         "  vlp protocol base2novel --methods zeroshot coop ivlp promptsrc disa gallop --out results/b2n\n"
         "  vlp protocol fewshot --methods coop disa --shots 1 2 4 8 16 --datasets shapes --out results/fs\n"
@@ -269,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  vlp protocol base2novel --methods disa --set disa.mask_ratio=0.2 --seeds 1 --out results/r02\n"
         "  vlp protocol base2novel --preset vitb16 --data-root /data/coop --methods disa --out results/vitb16\n"
         "  vlp protocol fewshot --preset vitb16 --data-root /data/coop --methods gallop --sampling "
-        "stratified_total \\\n      --trainval FGVCAircraft --class-order first_appearance --seeds 1 --out results/g",
+        "stratified_total \\\n      --trainval FGVCAircraft --class-order first_appearance --seeds 1 --out results/g\n"
+        "  vlp protocol base2novel --preset vitb16 --data-root /data/coop --jobs 8 --out results/b2n   # 8 GPUs\n"
+        "  vlp protocol base2novel --preset vitb16 --data-root /data/coop --launcher submitit \\\n"
+        "      --slurm slurm_partition=gpu timeout_min=240 --out results/b2n                  # SLURM",
         formatter_class=RAW)
     proto.add_argument("protocol", choices=PROTOCOLS)
     proto.add_argument("--methods", nargs="+", default=None, choices=MethodNames(), metavar="METHOD",
@@ -290,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--fpr95", choices=["threshold", "closest"], default="threshold",
                        help="ood: FPR at the largest threshold keeping >= 95%% of ID (default) or at the TPR "
                             "closest to 95%% (GalLoP's and MCM's code)")
+    proto.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="runs at once: local processes, one GPU each when there are GPUs (default 1: one "
+                            "after the other in this process); with submitit, jobs at once (default: no limit)")
+    proto.add_argument("--launcher", choices=["local", "submitit"], default="local",
+                       help="local (this machine, default) or submitit (a SLURM cluster; pip install "
+                            "'vlp-lab[cluster]'): one job per run, each with its own folder")
+    proto.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="submitit parameters, e.g. slurm_partition=gpu slurm_account=lab timeout_min=240 "
+                            "mem_gb=32 (default: 1 GPU, --workers + 1 CPUs, 720 minutes per job)")
     _add_run(proto, "results folder")
     _add_backbone(proto)
     add_device_arguments(proto)
@@ -442,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         print(f"vlp: {stop or 'interrupted'}; run the same command to resume", file=sys.stderr)
         return 130
-    except (OSError, ValueError, KeyError, NonFiniteLossError) as error:
+    except (OSError, ValueError, KeyError, ImportError, NonFiniteLossError) as error:
         print(f"vlp: error: {_one_line(error)}", file=sys.stderr)
         return 2
     finally:

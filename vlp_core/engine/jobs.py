@@ -1,25 +1,31 @@
-"""Whole protocol runs: presets, the plan of a job (every training, named for the progress bars),
-one-off training and evaluation, and the result folder.
+"""Whole protocol runs: presets, the plan of a job (its independent runs), running them here or on a
+launcher, one-off training and evaluation, and the result folder.
 
 A preset names the backbone, the recipe rule and the datasets of a paper configuration (ViT-B/16 on
 the CoOp benchmark) or of its SynthWorld analogue (CPU, minutes). Device, precision and workers are
 chosen once (`JobSpec`) and passed down. Every dataset of a job is opened and checked before the
-first training starts.
+first training starts. A job is a list of `Run`s, each (method, dataset, seed, K) with its own folder
+that holds its checkpoint and its rows: a job collects the rows of every finished run, skips those,
+and runs the others in this process or as independent jobs of a launcher (`launchers`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import os
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vlp_core.backbone import ClipBundle, load_clip
 from vlp_core.data.base import ClassificationData, in_class_order, relabel
 from vlp_core.data.fewshot import base_novel_labels
 from vlp_core.engine import distributed, protocols, results
+from vlp_core.engine.launchers import Launcher
 from vlp_core.engine.protocols import Context, FewShotOptions
 from vlp_core.engine.recipes import Rule
 from vlp_core.engine.trainer import checkpoint_meta, load_trained, resolve_device
@@ -28,6 +34,8 @@ from vlp_core.methods.registry import build_method, method_class, method_config,
 log = logging.getLogger("vlp")
 PROTOCOL_OF_CLASSES = {"base": "base2novel", "all": "fewshot"}  # `vlp train`'s default recipe protocol
 RUN_RECORD = "run.json"  # what `train_one` trained, beside its checkpoint
+ROWS = "rows.json"  # a protocol run's rows and what the run was, in its folder
+ERROR = "error.txt"  # the traceback of a run that failed in a launcher's job
 
 
 @dataclass(frozen=True)
@@ -152,63 +160,199 @@ def _context(spec: JobSpec, clip: ClipBundle, out_dir: Path, progress: bool, ove
                    preset.crop_scale, few_shot, spec.fpr95_rule, source, overwrite, progress=progress)
 
 
-def job_clip(spec: JobSpec) -> ClipBundle:
-    """The job's CLIP on its device: the preset's model and weights, or `spec.model` with `spec.pretrained`."""
+def job_clip(spec: JobSpec, device: str | None = None) -> ClipBundle:
+    """The job's CLIP on its device (or `device`): the preset's model and weights, or `spec.model`
+    with `spec.pretrained`."""
     preset = preset_of(spec)
     model, pretrained = (spec.model, spec.pretrained) if spec.model else (preset.model, spec.pretrained or preset.pretrained)
-    return load_clip(model, pretrained, device=resolve_device(spec.device))
+    return load_clip(model, pretrained, device=resolve_device(device or spec.device))
 
 
-Plan = list[tuple[str, Callable[[str], list[dict]]]]  # (what a run is, run(label) -> rows)
+@dataclass(frozen=True)
+class Run:
+    """One independent run of a job: `method` trained (zero-shot CLIP: not) on `dataset` with `seed`
+    and K = `shots`, scored on it (base2novel, fewshot) or on `targets` (dg, xd, ood)."""
+
+    protocol: str
+    method: str
+    dataset: str
+    seed: int
+    shots: int
+    targets: tuple[str, ...] = ()
+
+    @property
+    def what(self) -> str:
+        """The run in words, for progress lines: "disa · shapes · seed 1"."""
+        what = f"{self.method} · {self.dataset} · seed {self.seed}"
+        return f"{what} · {self.shots} shots" if self.protocol == "fewshot" else what
+
+    def folder(self, out_dir: Path) -> Path:
+        """Its own folder under `out_dir`: its rows, and its checkpoint (dg / xd / ood train their
+        source under runs/source/)."""
+        extra = {} if self.protocol == "base2novel" else {"shots": self.shots}
+        return protocols.run_dir(out_dir, self.protocol, self.method, self.dataset, self.seed, **extra)
 
 
-def plan_job(spec: JobSpec, ctx: Context) -> Plan:
-    """Every training of the job in order, each with its rows' producer; all datasets opened and
-    checked here, before anything trains."""
+class JobData:
+    """The datasets of a job in this process, each opened (and checked) once."""
+
+    def __init__(self, spec: JobSpec, clip: ClipBundle):
+        self.spec, self.clip = spec, clip
+        self._opened: dict[tuple[str, bool], ClassificationData] = {}
+
+    def trained(self, name: str) -> ClassificationData:
+        """A dataset trained on (train and test splits checked)."""
+        if (name, True) not in self._opened:
+            self._opened[name, True] = open_dataset(name, self.spec, self.clip)
+        return self._opened[name, True]
+
+    def tested(self, name: str) -> ClassificationData:
+        """A dataset only tested on (its test split; an OOD set in the ood protocol)."""
+        if (name, False) not in self._opened:
+            self._opened[name, False] = open_dataset(name, self.spec, self.clip, ("test",),
+                                                     ood=self.spec.protocol == "ood")
+        return self._opened[name, False]
+
+
+def plan_job(spec: JobSpec, datasets: JobData) -> list[Run]:
+    """Every run of the job in order (method, seed, dataset, K); all its datasets opened and checked
+    here, before anything trains."""
     trained_on, tested_on = job_datasets(spec)
-    opened = {name: open_dataset(name, spec, ctx.clip) for name in trained_on}
-    targets = [open_dataset(name, spec, ctx.clip, ("test",), ood=spec.protocol == "ood") for name in tested_on]
-    plan: Plan = []
-    for method in spec.methods or method_names():
-        for seed in spec.seeds:
-            for name, data in opened.items():
-                plan += _runs(spec, ctx, method, seed, data, targets)
-    return plan
+    names = [datasets.trained(name).name for name in trained_on]
+    targets = tuple(datasets.tested(name).name for name in tested_on)
+    shots = spec.shots if spec.protocol == "fewshot" else spec.shots[-1:]
+    return [Run(spec.protocol, method, name, seed, k, targets)
+            for method in spec.methods or method_names() for seed in spec.seeds for name in names for k in shots]
 
 
-def _runs(spec: JobSpec, ctx: Context, method: str, seed: int, data: ClassificationData,
-          targets: list[ClassificationData]) -> Plan:
-    what = f"{method} · {data.name} · seed {seed}"
-    if spec.protocol == "base2novel":
-        shots = spec.shots[-1]
-        return [(what, lambda label: [protocols.base_to_novel(ctx, method, data, seed, shots, label)])]
-    if spec.protocol == "fewshot":
-        return [(f"{what} · {k} shots", lambda label, k=k: [protocols.few_shot(ctx, method, data, seed, k, label)])
-                for k in spec.shots]
-    shots = spec.shots[-1]
-    if spec.protocol == "ood":
-        return [(what, lambda label: protocols.ood_detection(ctx, method, data, targets, seed, shots, label))]
-    return [(what, lambda label: protocols.transfer(ctx, method, data, targets, seed, shots, spec.protocol, label))]
+def run_key(spec: JobSpec, clip: ClipBundle, run: Run) -> dict[str, Any]:
+    """What a run's rows depend on, JSON-ready: the run, the CLIP, the run's method options and the
+    settings of the spec (not the lists that choose the runs, nor the loader workers)."""
+    choices = ("protocol", "methods", "datasets", "seeds", "shots", "method_options", "workers")
+    settings = {key: value for key, value in asdict(spec).items() if key not in choices}
+    return json.loads(json.dumps({"run": asdict(run), "clip": {"model": clip.name, "pretrained": clip.pretrained},
+                                  "options": spec.method_options.get(run.method, {}), "settings": settings}))
+
+
+def finished(spec: JobSpec, clip: ClipBundle, run: Run, out_dir: Path) -> dict | None:
+    """The saved result of `run` (its rows and the device it ran on), if its folder holds one of
+    these settings."""
+    path = run.folder(out_dir) / ROWS
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    return saved if saved["run"] == run_key(spec, clip, run) else None
+
+
+def execute(spec: JobSpec, ctx: Context, datasets: JobData, run: Run, label: str = "") -> list[dict]:
+    """Train (or resume) and score one run in this process -> its rows, also saved in its folder."""
+    data = datasets.trained(run.dataset)
+    targets = [datasets.tested(name) for name in run.targets]
+    if run.protocol == "base2novel":
+        rows = [protocols.base_to_novel(ctx, run.method, data, run.seed, run.shots, label)]
+    elif run.protocol == "fewshot":
+        rows = [protocols.few_shot(ctx, run.method, data, run.seed, run.shots, label)]
+    elif run.protocol == "ood":
+        rows = protocols.ood_detection(ctx, run.method, data, targets, run.seed, run.shots, label)
+    else:
+        rows = protocols.transfer(ctx, run.method, data, targets, run.seed, run.shots, run.protocol, label)
+    folder = run.folder(ctx.out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f"{ROWS}.{os.getpid()}.tmp"
+    temporary.write_text(json.dumps({"run": run_key(spec, ctx.clip, run), "device": str(ctx.device), "rows": rows},
+                                    indent=1))
+    temporary.replace(folder / ROWS)
+    return rows
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run in a process of its own, a launcher's task: load the job's CLIP, train (or resume)
+    and score the run, save its rows; on failure its traceback goes to error.txt in its folder."""
+
+    spec: JobSpec
+    run: Run
+    out_dir: str
+    overwrite: bool = False
+
+    def __call__(self) -> None:
+        out_dir = Path(self.out_dir)
+        error = self.run.folder(out_dir) / ERROR
+        error.unlink(missing_ok=True)
+        try:
+            clip = job_clip(self.spec)
+            ctx = _context(self.spec, clip, out_dir, progress=False, overwrite=self.overwrite)
+            execute(self.spec, ctx, JobData(self.spec, clip), self.run)
+        except BaseException:
+            error.parent.mkdir(parents=True, exist_ok=True)
+            error.write_text(traceback.format_exc())
+            raise
+
+    def checkpoint(self, *args, **kwargs):
+        """submitit, after a timeout or a preemption: requeue the run, resuming its checkpoint."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(dataclasses.replace(self, overwrite=False), *args, **kwargs)
+
+
+class RunsFailed(RuntimeError):
+    """Runs of a job failed in a launcher's jobs; the report holds the others. The message lists the
+    failed runs with their errors."""
+
+    def __init__(self, failures: dict[str, str], total: int):
+        lines = "\n".join(f"  {what}: {message}" for what, message in failures.items())
+        super().__init__(f"{len(failures)} of {total} runs failed (their tracebacks: {ERROR} in each run's folder); "
+                         f"results.md holds the runs that finished, and the same command reruns only the "
+                         f"failed ones:\n{lines}")
 
 
 def run_job(spec: JobSpec, out_dir: str | Path, progress: bool = True, clip: ClipBundle | None = None,
-            overwrite: bool = False) -> list[dict]:
+            overwrite: bool = False, launcher: Launcher | None = None) -> list[dict]:
     """Run a protocol for every method, dataset, K and seed; write the results folder.
 
-    overwrite: start every run afresh instead of resuming its checkpoint."""
+    A run whose folder holds its rows (same settings) is not run again. The others run one after
+    the other in this process (`launcher` None; the first error stops the job), or as independent
+    jobs of `launcher` (a `launchers.LocalLauncher` or `SubmititLauncher`: each job loads the CLIP
+    the spec names; `RunsFailed` lists the failed runs after the report of the finished ones).
+    overwrite: start every run afresh instead of resuming its checkpoint or collecting its rows.
+    """
     check_spec(spec)
     out_dir = Path(out_dir)
-    clip = clip or job_clip(spec)
-    ctx = _context(spec, clip, out_dir, progress, overwrite)
-    plan = plan_job(spec, ctx)
-    rows: list[dict] = []
-    for index, (what, run) in enumerate(plan, 1):
-        label = f"run {index}/{len(plan)} · {what}"
-        log.info(label)
-        rows += run(label)
-    config = {"spec": asdict(spec), "model": clip.name, "pretrained": clip.pretrained, "device": str(ctx.device),
+    if launcher is not None and clip is not None:
+        raise ValueError("a launcher's jobs load the CLIP that the spec names (spec.model, spec.pretrained): "
+                         "pass no clip with a launcher")
+    if launcher is not None and spec.device not in (None, "cpu", "cuda"):
+        raise ValueError(f"each job of a launcher takes its own GPU: use --device cuda (or leave it out), not "
+                         f"{spec.device!r} (limit the GPUs with CUDA_VISIBLE_DEVICES)")
+    clip = clip or job_clip(spec, "cpu" if launcher is not None else None)
+    datasets = JobData(spec, clip)
+    plan = plan_job(spec, datasets)
+    if overwrite:  # never report the rows of the runs that these replace
+        for run in plan:
+            (run.folder(out_dir) / ROWS).unlink(missing_ok=True)
+    pending = [run for run in plan if finished(spec, clip, run, out_dir) is None]
+    if len(pending) < len(plan):
+        log.info(f"{len(plan) - len(pending)} of {len(plan)} runs already finished in {out_dir}: collected")
+    failures: dict[str, str] = {}
+    if launcher is None:
+        ctx = _context(spec, clip, out_dir, progress, overwrite)
+        for index, run in enumerate(pending, 1):
+            label = f"run {index}/{len(pending)} · {run.what}"
+            log.info(label)
+            execute(spec, ctx, datasets, run, label)
+    elif pending:
+        failures = launcher.run([RunTask(spec, run, str(out_dir), overwrite) for run in pending],
+                                [run.what for run in pending])
+    results = [(run, finished(spec, clip, run, out_dir)) for run in plan]
+    rows = [row for _, saved in results if saved is not None for row in saved["rows"]]
+    config = {"spec": asdict(spec), "model": clip.name, "pretrained": clip.pretrained,
+              "device": ", ".join(sorted({saved["device"] for _, saved in results if saved is not None})),
+              "launcher": launcher.describe() if launcher is not None else {"launcher": "in-process"},
+              "missing_runs": [run.what for run, saved in results if saved is None],
               "recipes": _distinct_recipes(rows)}
     write_report(spec.protocol, rows, out_dir, config)
+    if failures:
+        raise RunsFailed(failures, len(plan))
     return rows
 
 
@@ -268,6 +412,8 @@ def write_report(protocol: str, rows: list[dict], out_dir: Path, config: dict) -
         body += f"\n\nFPR95 rule: {rows[0]['fpr95_rule'] if rows else 'threshold'}."
     if any("acc_local" in r or "base_local" in r for r in rows):
         body += "\n\nGalLoP heads: " + _gallop_heads(rows)
+    if config.get("missing_runs"):
+        body += "\n\n**Missing runs** (failed; the same command reruns them): " + "; ".join(config["missing_runs"])
     body += "\n\n## Recipes that ran\n\n" + results.recipe_table(config["recipes"])
     path = out_dir / "results.md"
     path.write_text(header + body + "\n")

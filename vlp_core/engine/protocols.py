@@ -159,9 +159,10 @@ def few_shot_train(ctx: Context, data: ClassificationData, shots: int, seed: int
                           data.name in options.trainval, options.class_order)[0]
 
 
-def _run_dir(ctx: Context, protocol: str, method: str, dataset: str, seed: int, **extra) -> Path:
+def run_dir(out_dir: Path, protocol: str, method: str, dataset: str, seed: int, **extra) -> Path:
+    """The folder of one run under a results folder: runs/<protocol>/<method>/<dataset>/[<key><value>/]seed<S>."""
     parts = [protocol, method, dataset, *[f"{k}{v}" for k, v in extra.items()], f"seed{seed}"]
-    return ctx.out_dir.joinpath("runs", *parts)
+    return out_dir.joinpath("runs", *parts)
 
 
 def base_to_novel(ctx: Context, method: str, data: ClassificationData, seed: int, shots: int = 16,
@@ -172,7 +173,7 @@ def base_to_novel(ctx: Context, method: str, data: ClassificationData, seed: int
     names = data.classnames
     settings = ctx.settings(method, "base2novel", data.name, shots, len(base))
     model = fit_with_recipe(ctx, settings, data, relabel(train_items, base), [names[i] for i in base], seed,
-                 _run_dir(ctx, "base2novel", method, data.name, seed), label)
+                 run_dir(ctx.out_dir, "base2novel", method, data.name, seed), label)
     test_base, test_novel = base_novel_split(data.split("test"), base, novel)
     row = {"dataset": data.name, "method": method, "seed": seed, "shots": shots}
     for prefix, items, labels in (("base", test_base, base), ("novel", test_novel, novel)):
@@ -186,7 +187,7 @@ def few_shot(ctx: Context, method: str, data: ClassificationData, seed: int, sho
     train_items = few_shot_train(ctx, data, shots, seed)
     settings = ctx.settings(method, "fewshot", data.name, shots, len(data.classnames))
     model = fit_with_recipe(ctx, settings, data, train_items, data.classnames, seed,
-                 _run_dir(ctx, "fewshot", method, data.name, seed, shots=shots), label)
+                 run_dir(ctx.out_dir, "fewshot", method, data.name, seed, shots=shots), label)
     scores = evaluate(ctx, model, data, data.split("test"), data.classnames)
     return {"dataset": data.name, "method": method, "seed": seed, "shots": shots, **scores,
             "recipe": settings.as_dict()}
@@ -202,9 +203,9 @@ def source_model(ctx: Context, method: str, protocol: str, source: Classificatio
     settings = ctx.settings(method, protocol, source.name, shots, len(source.classnames))
     found = _source_checkpoint(ctx, method, source, seed, shots) if settings.train is not None else None
     if found is None:
-        run_dir = _run_dir(ctx, "source", method, source.name, seed, shots=shots)
+        folder = run_dir(ctx.out_dir, "source", method, source.name, seed, shots=shots)
         model = fit_with_recipe(ctx, settings, source, few_shot_train(ctx, source, shots, seed), source.classnames, seed,
-                     run_dir, label)
+                     folder, label)
         return model, settings.as_dict()
     meta = checkpoint_meta(found)
     if meta["method"] != method or meta["classes"] != [readable(n) for n in source.classnames]:
