@@ -201,12 +201,12 @@ def _check_split(method: PromptMethod, loader: DataLoader) -> None:
 
 def _prepare(method: PromptMethod, prepare_loader: DataLoader) -> None:
     """The method's per-run constants: computed by the main process, handed to the others."""
-    device = method.device
-    if distributed.is_main():
+    device, main = method.device, distributed.is_main()
+    if main:
         with torch.no_grad():
             method.prepare_training((_to(x, device), _to(y, device)) for x, y in prepare_loader)
-    shared = distributed.share_from_main(method.training_constants() if distributed.is_main() else {}, device)
-    if not distributed.is_main():
+    shared = distributed.share_from_main(method.training_constants() if main else {}, device)
+    if not main:
         method.load_training_constants(shared)
 
 
