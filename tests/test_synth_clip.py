@@ -1,6 +1,8 @@
-"""The bundled synth-clip: loads offline, and its measured zero-shot accuracy and grounding stay
-above the floors its model card states (recomputed here on fewer images, not read from the card)."""
+"""The bundled synth-clip: loads offline, and has CLIP's preconditions for prompt learning, recomputed
+here on fewer images (one few-shot seed, the first 200 test images of each suite) against the same
+thresholds its model card states (`PRECONDITIONS`), not read from the card."""
 
+import statistics
 import time
 
 import pytest
@@ -8,43 +10,77 @@ import pytest
 from vlp_core.backbone import FrozenTextFeatures, load_clip
 from vlp_core.backbone.conv_stem import ConvStem
 from vlp_core.backbone.loading import ASSETS_DIR
-from vlp_core.engine.pretrain_synth import HELD_OUT_FLOOR, POINTING_OVER_AREA, ZERO_SHOT_FLOORS
-from vlp_core.engine.synth_report import suite_report
+from vlp_core.data.synthworld import CLASSIFICATION_SUITES
+from vlp_core.engine.synth_report import PRECONDITIONS, card_report, compositional_transfer
 
-N_IMAGES = 160
-
-
-@pytest.fixture(scope="module")
-def synth():
-    return load_clip("synth-clip")
+N_TEST = 200
 
 
 @pytest.fixture(scope="module")
-def text(synth):
-    return FrozenTextFeatures(synth.model, synth.tokenizer)
+def report():
+    return card_report(load_clip("synth-clip"), seeds=(1,), n_test=N_TEST)
+
+
+@pytest.fixture(scope="module")
+def rows(report):
+    return {row["dataset"]: row for row in report["datasets"]}
 
 
 def test_loads_offline_quickly():
     start = time.perf_counter()
     bundle = load_clip("synth-clip")
-    assert time.perf_counter() - start < 10  # generous: the card's figure is measured by `vlp bench`
+    assert time.perf_counter() - start < 10  # generous for loaded CI machines: the card asks under 2 s
     assert bundle.pretrained == "bundled" and bundle.image_size == 64
     assert isinstance(bundle.model.visual.conv1, ConvStem) and not bundle.model.visual.conv1.training
     assert (ASSETS_DIR / "synth-clip" / "open_clip_model.safetensors").stat().st_size < 25 * 2**20
 
 
-@pytest.mark.parametrize("suite", sorted(ZERO_SHOT_FLOORS))
-def test_zero_shot_above_the_card_floor(synth, text, suite):
-    report = suite_report(synth, text, suite, N_IMAGES)
-    assert report["chance"] < ZERO_SHOT_FLOORS[suite] < report["zero_shot"], report
+def test_every_classification_suite_and_style_domain_is_measured(rows):
+    assert set(rows) == set(CLASSIFICATION_SUITES)
 
 
-def test_held_out_combinations_transfer(synth, text):
-    report = suite_report(synth, text, "colour_shapes", N_IMAGES)
-    assert report["zero_shot_held_out"] > HELD_OUT_FLOOR, report  # never seen in pretraining
-    assert report["zero_shot_seen"] > HELD_OUT_FLOOR, report
+# `styles` is the one suite where the model misses two preconditions, as its card says: five
+# whole-picture classes that the image tower separates almost perfectly and whose words every caption
+# style names often enough, so zero-shot (93 %) sits at the probe (93 %). Strict: if it ever meets
+# them, these tests say so and the card's account must change.
+STYLES_MISS = pytest.mark.xfail(strict=True, reason="synth-clip misses the zero-shot band and headroom on `styles`")
+WITH_STYLES_MISSED = [pytest.param(s, marks=STYLES_MISS) if s == "styles" else s for s in CLASSIFICATION_SUITES]
 
 
-def test_patch_tokens_point_at_the_object(synth, text):
-    report = suite_report(synth, text, "shapes", N_IMAGES)
-    assert report["pointing_hit_rate_patches"] > POINTING_OVER_AREA * report["object_area"], report
+@pytest.mark.parametrize("suite", WITH_STYLES_MISSED)
+def test_zero_shot_is_in_the_band(rows, suite):
+    low, high = PRECONDITIONS.zero_shot_band
+    assert low <= rows[suite]["zero_shot"] <= high, rows[suite]
+
+
+@pytest.mark.parametrize("suite", WITH_STYLES_MISSED)
+def test_frozen_features_have_headroom_over_zero_shot(rows, suite):
+    assert rows[suite]["headroom"] >= PRECONDITIONS.min_headroom, rows[suite]
+
+
+def test_headroom_on_average(rows):
+    assert statistics.fmean(r["headroom"] for r in rows.values()) >= PRECONDITIONS.min_mean_headroom, rows
+
+
+@pytest.mark.parametrize("suite", [s for s in CLASSIFICATION_SUITES if s != "styles"])  # styles: no object label
+@pytest.mark.parametrize("features", ["pointing_patches", "pointing_local"])
+def test_patch_features_point_at_the_object(rows, suite, features):
+    row = rows[suite]
+    assert row[features] >= PRECONDITIONS.pointing_over_area * row["object_area"], row
+
+
+def test_ood_detection_is_possible_and_unsolved(report):
+    low, high = PRECONDITIONS.ood_auroc_band
+    assert low <= report["ood"][0]["auroc"] <= high, report["ood"]
+
+
+def test_held_out_combinations_transfer():
+    """On the whole `colour_shapes` test split (800 images): on 200 the gap's standard error is ~6 points."""
+    bundle = load_clip("synth-clip")
+    transfer = compositional_transfer(bundle, FrozenTextFeatures(bundle.model, bundle.tokenizer))
+    assert transfer["gap"] <= PRECONDITIONS.max_transfer_gap, transfer
+
+
+def test_shapes_drawn_outside_the_renderer_are_recognised(report):
+    drawn = report["drawn"]
+    assert drawn["zero_shot"] >= PRECONDITIONS.drawn_over_chance * drawn["chance"], drawn

@@ -232,18 +232,38 @@ def _bench_variant(text: str, options: dict[str, dict], scratch: Path):
     return Variant(text, root=checkout(text, scratch), options=options)
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from vlp_core.backbone import DEFAULT_MODEL, load_clip
+    from vlp_core.engine.diagnose import diagnose, write_diagnosis
+    from vlp_core.engine.jobs import JobSpec, diagnosis_datasets
+    from vlp_core.engine.trainer import resolve_device
+
+    clip = load_clip(args.model or DEFAULT_MODEL, args.pretrained, device=resolve_device(args.device))
+    spec = JobSpec(protocol="diagnose", methods=[], preset=args.preset or "synth", data_root=args.data_root)
+    datasets, ood_pairs = diagnosis_datasets(spec, clip, args.data, args.ood)
+    report = diagnose(clip, datasets, ood_pairs, shots=args.shots, seeds=args.seeds, n_test=args.n_test)
+    path = write_diagnosis(report, args.out)
+    print(path.read_text())
+    print(f"diagnosis in {args.out} (diagnosis.md, diagnosis.json, headroom.png)")
+    return 0
+
+
 def _pretrain_synth(args: argparse.Namespace) -> int:
     from vlp_core.backbone.loading import ASSETS_DIR
-    from vlp_core.engine.pretrain_synth import PretrainConfig, pretrain_synth, write_model_card
+    from vlp_core.engine.pretrain_synth import PretrainConfig, pretrain_synth
+    from vlp_core.engine.synth_report import precondition_failures, write_model_card
+    from vlp_core.engine.trainer import resolve_device
 
-    defaults = PretrainConfig()
-    config = PretrainConfig(steps=args.steps or defaults.steps, batch_size=args.batch_size or defaults.batch_size,
-                            lr=args.lr or defaults.lr, seed=defaults.seed if args.seed is None else args.seed)
+    given = {"image_steps": args.image_steps, "text_steps": args.text_steps, "lr": args.lr, "seed": args.seed}
+    config = PretrainConfig(**{k: v for k, v in given.items() if v is not None})
     out_dir = Path(args.out) if args.out else ASSETS_DIR / "synth-clip"
-    pretrain_synth(out_dir, config, resume=not args.restart)
-    report = write_model_card(out_dir, config, n=args.eval_images)
-    for suite, numbers in report.items():
-        print(f"{suite:20s} zero-shot {numbers['zero_shot']:5.1f} %  pointing {numbers['pointing_hit_rate']:5.1f} %")
+    pretrain_synth(out_dir, config, resume=not args.restart, device=resolve_device(args.device))
+    report = write_model_card(out_dir, json.loads((out_dir / "training.json").read_text()), seeds=tuple(args.seeds))
+    for row in report["datasets"]:
+        print(f"{row['dataset']:18s} zero-shot {row['zero_shot']:5.1f} %  linear probe {row['linear_probe']:5.1f} %  "
+              f"pointing {row.get('pointing_patches', float('nan')):5.1f} / {row.get('pointing_local', float('nan')):5.1f} %")
+    for failure in precondition_failures(report):
+        print(f"precondition missed: {failure}")
     print(f"wrote {out_dir}/MODEL_CARD.md")
     return 0
 
@@ -416,18 +436,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_arguments(be, workers=False, precision=False)
     be.set_defaults(run=_bench)
 
+    dia = commands.add_parser(
+        "diagnose", help="does prompt learning have room? zero-shot vs few-shot probes, localisation, OOD",
+        description="Measure a frozen CLIP on datasets: zero-shot top-1 (single template and ensemble), "
+        "K-shot class-mean and linear-probe top-1 of the frozen image features and their gap to zero-shot "
+        "(headroom), the pointing game of patch and value-only local features where masks exist, and "
+        "zero-shot MCM OOD detection. Writes diagnosis.md/json and headroom.png to --out.",
+        epilog="examples:\n  vlp diagnose                                    # synth-clip on every SynthWorld suite\n"
+        "  vlp diagnose --data shapes colour_shapes --seeds 1 --out results/diag\n"
+        "  vlp diagnose --model ViT-B-16-quickgelu --pretrained openai --data-root /data/coop "
+        "--data Caltech101 DTD --ood ImageNet:Textures", formatter_class=RAW)
+    dia.add_argument("--data", nargs="+", default=None,
+                     help="datasets (default: every SynthWorld classification suite and style domain)")
+    dia.add_argument("--ood", nargs="*", default=None, metavar="ID:OOD",
+                     help="in-distribution:OOD dataset pairs (default with SynthWorld: shapes:ood)")
+    dia.add_argument("--shots", type=int, default=16)
+    dia.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    dia.add_argument("--n-test", type=int, default=None, help="first N test images per dataset (default: all)")
+    dia.add_argument("--preset", default=None, help="synth (SynthWorld, the default) or vitb16 (CoOp datasets)")
+    dia.add_argument("--data-root", default=None, help="folder holding the CoOp-format datasets")
+    dia.add_argument("--out", default="results/diagnosis")
+    _add_backbone(dia)
+    add_device_arguments(dia, workers=False, precision=False)
+    dia.set_defaults(run=_diagnose)
+
     pre = commands.add_parser(
         "pretrain-synth", help="pretrain the bundled small CLIP on SynthWorld",
-        description="Contrastively pretrain the small CLIP on SynthWorld captions (resumable), then "
-        "measure it and write its model card.",
+        description="Pretrain the small CLIP on SynthWorld (image tower on the world's factors, then the "
+        "text tower contrastively against it; resumable), then measure its preconditions and write its "
+        "model card.",
         epilog="examples:\n  vlp pretrain-synth                       # the bundled model, resumes if killed\n"
-        "  vlp pretrain-synth --steps 200 --out runs/synth-small", formatter_class=RAW)
+        "  vlp pretrain-synth --image-steps 200 --text-steps 100 --out runs/synth-small", formatter_class=RAW)
     pre.add_argument("--out", default=None, help="output folder, local-dir layout (default: assets/synth-clip)")
-    pre.add_argument("--steps", type=int, default=None, help="default: the bundled model's")
-    pre.add_argument("--batch-size", type=int, default=None, help="default: the bundled model's")
+    pre.add_argument("--image-steps", type=int, default=None, help="stage 1, the image tower (default: the bundled model's)")
+    pre.add_argument("--text-steps", type=int, default=None, help="stage 2, the text tower (default: the bundled model's)")
     pre.add_argument("--lr", type=float, default=None, help="default: the bundled model's")
     pre.add_argument("--seed", type=int, default=None, help="default: the bundled model's")
-    pre.add_argument("--eval-images", type=int, default=200, help="test images per suite for the model card")
+    pre.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="few-shot seeds of the model card")
+    add_device_arguments(pre, workers=False, precision=False)
     pre.add_argument("--restart", action="store_true", help="ignore a saved training state and start over")
     pre.set_defaults(run=_pretrain_synth)
     return parser

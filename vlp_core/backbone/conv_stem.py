@@ -19,18 +19,25 @@ from typing import Sequence
 from torch import nn
 
 
-class ConvStem(nn.Sequential):
-    """k x (3x3 stride-2 conv, BatchNorm, ReLU) then a 1x1 conv: (B, 3, S, S) -> (B, width, S/2^k, S/2^k)."""
+def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
-    def __init__(self, channels: Sequence[int], width: int):
+
+class ConvStem(nn.Sequential):
+    """k stages of (3x3 stride-2 conv, BatchNorm, ReLU) followed by `depth - 1` more 3x3 stride-1
+    ones, then a 1x1 conv: (B, 3, S, S) -> (B, width, S/2^k, S/2^k)."""
+
+    def __init__(self, channels: Sequence[int], width: int, depth: int = 1):
         layers: list[nn.Module] = []
         for c_in, c_out in zip((3, *channels[:-1]), channels):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+            layers += _conv_bn_relu(c_in, c_out, stride=2)
+            for _ in range(depth - 1):
+                layers += _conv_bn_relu(c_out, c_out, stride=1)
         layers.append(nn.Conv2d(channels[-1], width, 1))
         super().__init__(*layers)
 
 
-def install_conv_stem(clip: nn.Module, channels: Sequence[int]) -> nn.Module:
+def install_conv_stem(clip: nn.Module, channels: Sequence[int], depth: int = 1) -> nn.Module:
     """Replace `clip.visual.conv1` by a `ConvStem` with the same output grid; returns `clip`."""
     patch = clip.visual.conv1.kernel_size[0]
     if 2 ** len(channels) != patch:
@@ -38,5 +45,5 @@ def install_conv_stem(clip: nn.Module, channels: Sequence[int]) -> nn.Module:
             f"a conv stem of {len(channels)} stride-2 blocks downsamples by {2 ** len(channels)}, "
             f"but the ViT's patch size is {patch}; give log2({patch}) channel counts"
         )
-    clip.visual.conv1 = ConvStem(channels, clip.visual.conv1.out_channels)
+    clip.visual.conv1 = ConvStem(channels, clip.visual.conv1.out_channels, depth)
     return clip

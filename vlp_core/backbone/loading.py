@@ -133,13 +133,14 @@ def _model_dir(model: str) -> Path | None:
 
 
 def _load_model_dir(model_dir: Path) -> nn.Module:
-    """An open_clip local-dir model; a `"conv_stem"` entry of its config replaces the patchify stem."""
+    """An open_clip local-dir model; a `"conv_stem"` entry of its config (channels per stage, and
+    `"conv_stem_depth"` convolutions per stage, default 1) replaces the patchify stem."""
     config = json.loads((model_dir / "open_clip_config.json").read_text())
     if "conv_stem" not in config:
         return open_clip.create_model(f"local-dir:{model_dir}", device="cpu")
     with _quiet_logging():
         clip = open_clip.create_model(f"local-dir:{model_dir}", device="cpu", load_weights=False)
-    install_conv_stem(clip, config["conv_stem"])
+    install_conv_stem(clip, config["conv_stem"], config.get("conv_stem_depth", 1))
     weights = model_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise WeightsNotFoundError(f"{model_dir} has an open_clip_config.json but no weights: expected {weights}")
