@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tab", default=None, help="tab to show, e.g. 'GalLoP local prompts'")
     own, app_argv = parser.parse_known_args(argv)
     args = parse_args(app_argv)
-    demo = serve(load(args.model, args.pretrained, args.prompts), quiet=True)
+    demo = serve(load(args.model, args.pretrained, args.prompts))
     try:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
