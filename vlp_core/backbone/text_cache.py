@@ -19,7 +19,8 @@ class FrozenTextFeatures:
 
     keep_per_name: also keep the raw features of every (template, name) pair encoded, so a request
     that shares pairs with earlier ones (a class list with a few new names, a single template that
-    is part of an ensemble asked for before) encodes only the pairs it has not seen. Costs one (D,)
+    is part of an ensemble asked for before) encodes only the pairs it has not seen; names of equal
+    token count are encoded together, so a list of short and long names pads little. Costs one (D,)
     vector per pair kept; the app turns it on, training runs (one class list each) do not need it.
     """
 
@@ -71,9 +72,17 @@ class FrozenTextFeatures:
         if not self.keep_per_name:
             return self._encode(class_names, template)
         missing = [name for name in dict.fromkeys(class_names) if (template, name) not in self._pairs]
-        if missing:
-            self._pairs.update({(template, name): row for name, row in zip(missing, self._encode(missing, template))})
+        for group in self._same_length(missing):
+            self._pairs.update({(template, name): row for name, row in zip(group, self._encode(group, template))})
         return torch.stack([self._pairs[(template, name)] for name in class_names])
+
+    def _same_length(self, class_names: list[str]) -> list[list[str]]:
+        """The names grouped by token count (in a template, a name's tokens are the same in any
+        sequence, so a group's sequences end together and need no padding)."""
+        groups: dict[int, list[str]] = {}
+        for name, ids in zip(class_names, self.tokenizer(class_names) if class_names else []):
+            groups.setdefault(int(ids.argmax()), []).append(name)
+        return list(groups.values())
 
     def _encode(self, class_names: Sequence[str], template: str) -> Tensor:
         """(C, D) raw features, in batches of `batch_size` sequences (the prompt prefix shared).
