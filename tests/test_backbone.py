@@ -295,9 +295,16 @@ def test_frozen_text_kept_per_name_encodes_only_new_pairs(tiny):
     torch.testing.assert_close(single, fresh(CLASSES, templates[:1]), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="keep_per_name"):
         fresh.warm(CLASSES, templates)
-    grouped = FrozenTextFeatures(tiny.model, tiny.tokenizer, keep_per_name=True)
+    tokenized = []
+
+    def counting_tokenizer(texts):
+        tokenized.extend(texts)
+        return tiny.tokenizer(texts)
+
+    grouped = FrozenTextFeatures(tiny.model, counting_tokenizer, keep_per_name=True)
     grouped.warm(CLASSES, templates)
     assert grouped.encoder_calls == 2 * len(templates)  # names of 2 and of 8 tokens: a pass per length
+    assert sorted(tokenized) == sorted([*CLASSES, *[t.format(c) for t in templates for c in CLASSES]])
     torch.testing.assert_close(grouped(CLASSES, templates, normalize_each=False), teacher, atol=1e-6, rtol=0)
 
 def test_logit_scale_is_frozen_and_finite(tiny):

@@ -32,6 +32,7 @@ class FrozenTextFeatures:
         self.encoder_calls = 0
         self._cache: dict[tuple, Tensor] = {}
         self._pairs: dict[tuple[str, str], Tensor] = {}  # (template, name) -> (D,) raw, with keep_per_name
+        self._name_tokens: dict[str, int] = {}  # name -> its token count, the same in every template
 
     def __call__(self, class_names: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",),
                  normalize_each: bool = True) -> Tensor:
@@ -78,10 +79,14 @@ class FrozenTextFeatures:
 
     def _same_length(self, class_names: list[str]) -> list[list[str]]:
         """The names grouped by token count (in a template, a name's tokens are the same in any
-        sequence, so a group's sequences end together and need no padding)."""
+        sequence, so a group's sequences end together and need no padding). Each name is
+        tokenized alone once, whatever the number of templates."""
+        new = [name for name in class_names if name not in self._name_tokens]
+        for name, ids in zip(new, self.tokenizer(new) if new else []):
+            self._name_tokens[name] = int(ids.argmax())  # [EOT], the largest id, ends the name's tokens
         groups: dict[int, list[str]] = {}
-        for name, ids in zip(class_names, self.tokenizer(class_names) if class_names else []):
-            groups.setdefault(int(ids.argmax()), []).append(name)
+        for name in class_names:
+            groups.setdefault(self._name_tokens[name], []).append(name)
         return list(groups.values())
 
     def _encode(self, class_names: Sequence[str], template: str) -> Tensor:
