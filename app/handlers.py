@@ -62,6 +62,7 @@ class Session:
     gallop: GalLoPExplainCache
     reference: Reference | None  # measures of the class list's suite, None for other lists
     notices: list[str] = field(default_factory=list)
+    pictures: dict[tuple, str] = field(default_factory=dict)  # the views' pictures, drawn once per key
 
 
 @dataclass

@@ -8,13 +8,15 @@ probabilities are shown as percentages everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
 import gradio as gr
 import numpy as np
 import pandas as pd
+from gradio.processing_utils import save_img_array_to_cache
+from gradio.utils import get_upload_folder
 
 from app import render
 from app.attribution import KINDS, attribution_view
@@ -39,6 +41,7 @@ from vlp_core.backbone import DEFAULT_MODEL
 
 TITLE = "VLP Lab — what do DiSa and GalLoP look at?"
 DISA_TABLE_ROWS = 8
+PICTURE_FORMAT = "webp"  # pictures drawn once per session and key (saliency, region maps)
 SWITCH_HELP = """
 **Switching model or prompts** (restart the app):
 
@@ -145,16 +148,38 @@ def disa_outputs(models: AppModels, session: Session | None, class_choice: str |
     """(saliency picture, masked picture, summary Markdown, probability table)."""
     session = _require(session)
     view = disa_view(models, session, class_choice, ratio, pool, seed)
+    saliency = view["saliency"]
+    log_saliency = np.log(np.maximum(saliency, np.finfo(np.float32).tiny))  # = cos / τ + const
+    picture = _picture(session, ("saliency", view["class_index"]), lambda: render.outline_object(
+        render.heatmap(session.pixels, log_saliency, view["grid"]), session.mask))
+    return picture, *_mask_outputs(session, view)
+
+
+def disa_mask_outputs(models: AppModels, session: Session | None, class_choice: str | None, ratio: float,
+                      pool: float, seed: float | None) -> tuple:
+    """(masked picture, summary Markdown, probability table): what a move of ρ, γ or the seed
+    changes (the saliency picture depends on the class only)."""
+    session = _require(session)
+    return _mask_outputs(session, disa_view(models, session, class_choice, ratio, pool, seed))
+
+
+def _mask_outputs(session: Session, view: dict) -> tuple:
     grid, name = view["grid"], session.classes[view["class_index"]]
-    log_saliency = np.log(np.maximum(view["saliency"], np.finfo(np.float32).tiny))  # = cos / τ + const
-    salient = render.outline_object(render.heatmap(session.pixels, log_saliency, grid), session.mask)
     masked = render.outline_object(
         render.fill_patches(render.upscale(session.pixels, grid), view["masked"], grid), session.mask)
     probs = view["probabilities"]
     order = np.argsort(-probs["prompted_full"], kind="stable")[:DISA_TABLE_ROWS]
     table = pd.DataFrame({"class": [session.classes[i] for i in order],
                           **{key.replace("_", " "): [_pct(probs[key][i]) for i in order] for key in probs}})
-    return salient, masked, _disa_summary(view, name, session), table
+    return masked, _disa_summary(view, name, session), table
+
+
+def _picture(session: Session, key: tuple, draw: Callable[[], np.ndarray]) -> str:
+    """The file of one of the session's pictures that only `key` determines: drawn and encoded on
+    its first use, then the same file (gradio neither encodes it again nor the browser fetches it)."""
+    if key not in session.pictures:
+        session.pictures[key] = save_img_array_to_cache(draw(), get_upload_folder(), format=PICTURE_FORMAT)
+    return session.pictures[key]
 
 
 def _disa_summary(view: dict, name: str, session: Session) -> str:
@@ -197,11 +222,11 @@ def gallop_outputs(session: Session | None, class_choice: str | None, same_k: bo
     """(region-map gallery, global / local / combined predictions, summary Markdown)."""
     session = _require(session)
     view = gallop_view(session, class_choice, int(k_all) if same_k else [int(k) for k in ks])
-    grid = view["grid"]
-    items = []
-    for n, (scores, selected) in enumerate(zip(view["maps"], view["selected"])):
-        picture = render.outline_patches(render.heatmap(session.pixels, scores, grid), selected, grid)
-        items.append((render.outline_object(picture, session.mask), f"prompt {n + 1} · k = {view['ks'][n]}"))
+    grid, items = view["grid"], []
+    for n, (scores, selected, k) in enumerate(zip(view["maps"], view["selected"], view["ks"])):
+        picture = _picture(session, ("region", view["class_index"], n, k), lambda: render.outline_object(
+            render.outline_patches(render.heatmap(session.pixels, scores, grid), selected, grid), session.mask))
+        items.append((picture, f"prompt {n + 1} · k = {k}"))
     heads = [{name: float(p) for name, p in zip(session.classes, view["probabilities"][head])}
              for head in ("global", "local", "combined")]
     return items, *heads, _gallop_summary(view, session)
@@ -269,6 +294,11 @@ def prediction_outputs(models: AppModels, session: Session | None, top_k: float)
     return *view["top"].values(), pd.DataFrame(rows, columns=view["headers"])
 
 
+def prediction_labels(models: AppModels, session: Session | None, top_k: float) -> tuple:
+    """One label per method: what the top-k slider changes (the table does not depend on it)."""
+    return tuple(predictions_view(models, _require(session), int(top_k))["top"].values())
+
+
 def attribution_outputs(models: AppModels, session: Session | None, method_title: str,
                         class_choice: str | None, kind: str, steps: float) -> tuple:
     """(attribution picture, Markdown)."""
@@ -321,12 +351,28 @@ def _progress(progress: gr.Progress) -> Callable[[int, int], None]:
 
 @dataclass
 class View:
-    """A live view: `fn(session, *controls) -> outputs` runs again whenever a control moves."""
+    """A live view: `fn(session, *controls) -> outputs` runs again whenever a control moves, or
+    for a move of one of `light_controls`, `light_fn(session, *controls) -> light_outputs`, the
+    outputs such a move changes (the others are neither drawn, sent nor rendered again)."""
 
     fn: Callable
     controls: list
     outputs: list
-    api_name: str
+    api_name: str | None
+    light_controls: list = field(default_factory=list)
+    light_fn: Callable | None = None
+    light_outputs: list = field(default_factory=list)
+    light_api_name: str | None = None
+
+    def wire(self, state: gr.State, **options) -> None:
+        """Listen to the controls' input events."""
+        inputs = [state, *self.controls]
+        heavy = [control.input for control in self.controls if control not in self.light_controls]
+        if heavy:
+            gr.on(heavy, self.fn, inputs, self.outputs, api_name=self.api_name, **options)
+        if self.light_controls:
+            gr.on([control.input for control in self.light_controls], self.light_fn, inputs, self.light_outputs,
+                  api_name=self.light_api_name, **options)
 
 
 def _class_dropdown(label: str, classes: list[str]) -> gr.Dropdown:
@@ -346,10 +392,12 @@ def _disa_tab(models: AppModels, classes: list[str]) -> View:
         ]
     with gr.Row():
         pictures = [gr.Image(label="Patch saliency, log scale (frozen patches × class text)", interactive=False),
-                    gr.Image(label="Masked image (grey: masked patches)", interactive=False)]
+                    gr.Image(label="Masked image (grey: masked patches)", interactive=False, elem_id="disa-masked")]
     outputs = [*pictures, gr.Markdown(),
-               gr.Dataframe(label="Class probabilities: full vs masked, prompted vs frozen", interactive=False)]
-    return View(partial(disa_outputs, models), controls, outputs, "disa")
+               gr.Dataframe(label="Class probabilities: full vs masked, prompted vs frozen", interactive=False,
+                            elem_id="disa-table")]
+    return View(partial(disa_outputs, models), controls, outputs, "disa", controls[1:],
+                partial(disa_mask_outputs, models), outputs[1:], "disa_mask")
 
 
 def _gallop_tab(models: AppModels, classes: list[str], threshold: float) -> tuple[View, View]:
@@ -363,7 +411,7 @@ def _gallop_tab(models: AppModels, classes: list[str], threshold: float) -> tupl
         k_each = [gr.Slider(1, patches, value=min(k, patches), step=1, label=f"k{n + 1}")
                   for n, k in enumerate(models.methods["gallop"].config.topk)]
     maps = gr.Gallery(label="Region map of each local prompt (top-k patches boxed)", columns=len(k_each),
-                      height=300, allow_preview=True)
+                      height=300, allow_preview=True, elem_id="gallop-maps")
     summary = gr.Markdown()
     with gr.Row():
         heads = [gr.Label(num_top_classes=5, label=f"GalLoP {head}") for head in ("global", "local", "combined")]
@@ -375,7 +423,7 @@ def _gallop_tab(models: AppModels, classes: list[str], threshold: float) -> tupl
                     gr.Slider(1, 4, value=round(threshold, 2), step=0.01, label="Threshold (× chance level)")]
     with gr.Row():
         outputs = [gr.Markdown(), gr.Image(label="The suite's test images (ID) and `ood` images (OOD)",
-                                           interactive=False, show_label=False)]
+                                           interactive=False, show_label=False, elem_id="ood-histogram")]
     return gallop, View(ood_outputs, controls, outputs, "ood")
 
 
@@ -385,9 +433,11 @@ def _predictions_tab(models: AppModels) -> View:
     names, labels = list(models.methods), []
     for row in (names[:3], names[3:]):
         with gr.Row():
-            labels += [gr.Label(num_top_classes=10, label=_method_label(models, name)) for name in row]
+            labels += [gr.Label(num_top_classes=10, label=_method_label(models, name), elem_id=f"predictions-{name}")
+                       for name in row]
     table = gr.Dataframe(label="All methods side by side (top classes by mean probability)", interactive=False)
-    return View(partial(prediction_outputs, models), [top_k], [*labels, table], "predictions")
+    return View(partial(prediction_outputs, models), [top_k], [*labels, table], None, [top_k],
+                partial(prediction_labels, models), labels, "predictions")
 
 
 def _attribution_tab(models: AppModels, classes: list[str]) -> tuple[View, gr.Button]:
@@ -455,10 +505,8 @@ def build_app(models: AppModels) -> gr.Blocks:
                         classes, sample, upload)
         show = _refresh(state, live_views, attribution)
         _wire_inputs(models, keys, (sample, gallery, upload, classes, keep_own, apply), loaded, show)
-        live = {"trigger_mode": "always_last", "show_progress": "hidden"}
         for view in live_views:
-            gr.on([control.input for control in view.controls], view.fn, [state, *view.controls], view.outputs,
-                  api_name=view.api_name, **live)
+            view.wire(state, trigger_mode="always_last", show_progress="hidden")
         compute.click(attribution.fn, [state, *attribution.controls], attribution.outputs, api_name="attribution")
         demo.load(**show)
     return demo
