@@ -69,7 +69,8 @@ STEP_JS = """async ([label, value, target]) => {
     const check = () => shown() !== before && ready() ? resolve(performance.now() - start) : requestAnimationFrame(check);
     check();
   });
-  const pictures = performance.getEntriesByType('resource').filter(r => r.initiatorType === 'img');
+  await new Promise(resolve => setTimeout(resolve, 100));  // resource entries are recorded after the load
+  const pictures = performance.getEntriesByType('resource').filter(r => r.name.includes('/file='));
   return [ms, pictures.reduce((sum, r) => sum + r.encodedBodySize, 0)];
 }"""
 PHASES = ("queue_wait", "preprocess", "fn_call", "postprocess", "total")
