@@ -4,12 +4,13 @@
     python docs/make_notebook_pages.py 03_disa_saliency     # one page (names without .ipynb)
 
 Runs each notebook top to bottom on a fresh `python3` kernel with `VLP_FAST` unset (full mode, the
-bundled model unless the notebook says otherwise), then writes `docs/notebooks/<name>.md` with its
-figures in `docs/notebooks/<name>_files/`, and the index `docs/notebooks/README.md`. The committed
-notebooks stay stripped of outputs. Each page records the SHA-256 of its notebook's cells (type and
-source, outputs ignored): `tests/test_notebook_pages.py` fails when a notebook changed after its page
-was made. Progress bars and warnings (stderr) are left out of the pages. Needs only nbformat,
-nbclient and nbconvert (installed with jupyterlab); set OMP_NUM_THREADS to the cores to use.
+bundled model unless the notebook says otherwise) and this checkout's `vlp_core` first on the path,
+then writes `docs/notebooks/<name>.md` with its figures in `docs/notebooks/<name>_files/`, and the
+index `docs/notebooks/README.md`. The committed notebooks stay stripped of outputs. Each page
+records the SHA-256 of its notebook's cells (type and source, outputs ignored):
+`tests/test_notebook_pages.py` fails when a notebook changed after its page was made. Progress bars
+and warnings (stderr) are left out of the pages. Needs only nbformat, nbclient and nbconvert
+(installed with jupyterlab); set OMP_NUM_THREADS to the cores to use.
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make_notebook_pages: no such notebook: {', '.join(missing)}", file=sys.stderr)
         return 2
     os.environ.pop(FAST_ENV, None)  # full mode: the kernels inherit this environment
+    # the kernels import this checkout's vlp_core, whatever copy the environment has installed
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
     PAGES.mkdir(parents=True, exist_ok=True)
     for path in paths:
         digest = cells_hash(json.loads(path.read_text(encoding="utf-8")))  # the cells that will run
