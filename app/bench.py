@@ -1,32 +1,79 @@
-"""Latency of the app on this machine: start-up, encoding a new image, and every slider handler.
+"""Latency of the app on this machine: start-up, new class lists, every slider handler, and with
+`--browser` what a person sees in a real browser.
 
-`python app/bench.py [--model M] [--prompts DIR] [--repeats N]` prints p50 / p95 in milliseconds of
-each handler alone and with its pictures drawn (what a slider move costs the server). Nothing is
-asserted; run it with OMP_NUM_THREADS set to the cores you want to measure.
+`python app/bench.py [--model M] [--prompts DIR] [--repeats N] [--browser] [--start]` prints p50 / p95 in
+milliseconds of each handler alone and with its pictures drawn (what a slider move costs the
+server), and the time to apply a class list of 32 and of 500 names no earlier list had (the
+frozen text ensemble, every method's text, every view redrawn). `--browser` serves the app,
+opens it in headless Debian chromium (playwright, never `playwright install`) and times, per
+slider, the step from the input event to the updated picture (or text) painted in the page,
+split into the server's phases (gradio's profiler: queue wait, preprocess, the handler,
+postprocess with the picture encoding) and the rest (the requests, the event stream, fetching
+the new pictures, re-rendering); and applying the class lists from the button to the DiSa table
+showing the new names. `--start` times a new `python app/main.py` to serving, warm (its files in the OS page cache)
+and cold (evicted first). Nothing is asserted; run it with OMP_NUM_THREADS set to the cores you want
+to measure, and read the figures with the machine's load (`uptime`) next to them.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 STARTED = time.perf_counter()  # before the heavy imports, so start-up includes them
+os.environ.setdefault("GRADIO_PROFILING", "1")  # the server's phases of each event (--browser)
 
 import argparse  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: make the `app` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(ROOT))
 
 from app import handlers, ui  # noqa: E402
 from app.attribution import attribution_view  # noqa: E402
 from app.handlers import DEFAULT_CLASSES, PREDICTED  # noqa: E402
 from app.inputs import sample_keys  # noqa: E402
-from app.main import DEFAULT_PROMPTS, load  # noqa: E402
+from app.main import DEFAULT_PROMPTS, load, serve  # noqa: E402
 from vlp_core.backbone import DEFAULT_MODEL  # noqa: E402
+from vlp_core.data.synthworld import ALL_SHAPES, COLOURS, PATTERNS  # noqa: E402
+
+CLASS_LIST_SIZES = (32, 500)
+# one per class list applied, so each list's names are new to the frozen text cache
+NEW_WORDS = iter(("small", "large", "bright", "dark", "pale", "shiny", "tiny", "huge", "matte", "glossy"))
+# (tab, slider label, id of the output whose update ends the step, values the slider steps through, event)
+SLIDER_STEPS = (
+    ("DiSa saliency", "Masking ratio ρ", "disa-masked", (0.1, 0.2, 0.3, 0.4, 0.5), "disa_mask"),
+    ("GalLoP local prompts", "k1", "gallop-maps", (3, 4, 5, 6, 7), "gallop"),
+    ("GalLoP local prompts", "Threshold (× chance level)", "ood-histogram", (1.1, 1.2, 1.3, 1.4, 1.5), "ood"),
+    ("Live predictions", "Classes shown per method", "predictions-zeroshot", (2, 3, 4, 5, 6), "predictions"),
+)
+STEP_JS = """async ([label, value, target]) => {
+  const slider = document.querySelector(`input[type=range][aria-label="range slider for ${label}"]`);
+  const output = document.getElementById(target);
+  const shown = () => { const img = output.querySelector('img'); return img ? img.src : output.innerText; };
+  const ready = () => [...output.querySelectorAll('img')].every(img => img.complete && img.naturalWidth > 0);
+  const before = shown();
+  performance.clearResourceTimings();
+  const start = performance.now();
+  slider.value = value;
+  slider.dispatchEvent(new Event('input', {bubbles: true}));
+  const ms = await new Promise(resolve => {
+    const check = () => shown() !== before && ready() ? resolve(performance.now() - start) : requestAnimationFrame(check);
+    check();
+  });
+  await new Promise(resolve => setTimeout(resolve, 100));  // resource entries are recorded after the load
+  const pictures = performance.getEntriesByType('resource').filter(r => r.name.includes('/file='));
+  return [ms, pictures.reduce((sum, r) => sum + r.encodedBodySize, 0)];
+}"""
+PHASES = ("queue_wait", "preprocess", "fn_call", "postprocess", "total")
 
 
 def timings(call: Callable[[int], object], repeats: int) -> np.ndarray:
@@ -40,9 +87,138 @@ def timings(call: Callable[[int], object], repeats: int) -> np.ndarray:
     return np.array(times)
 
 
-def report(name: str, times: np.ndarray) -> None:
-    print(f"{name:42s} p50 {np.percentile(times, 50):8.1f} ms   p95 {np.percentile(times, 95):8.1f} ms"
+def report(name: str, times) -> None:
+    print(f"{name:48s} p50 {np.percentile(times, 50):8.1f} ms   p95 {np.percentile(times, 95):8.1f} ms"
           f"   (n={len(times)})")
+
+
+def class_names(size: int, word: str) -> str:
+    """`size` class names from SynthWorld's words, each starting with `word`."""
+    names = [f"{word} {pattern} {colour} {shape}"
+             for pattern in PATTERNS for colour in COLOURS for shape in ALL_SHAPES]
+    return ", ".join(names[:size])
+
+
+def handler_timings(models, session, repeats: int) -> None:
+    """Every handler on its own, and with its pictures drawn."""
+    keys, text, n = sample_keys(), ", ".join(DEFAULT_CLASSES), repeats
+    ratios = np.linspace(0.05, 0.9, n + 1)
+    patches = models.num_patches
+    cases: dict[str, Callable[[int], object]] = {
+        "new image (encode, all methods)": lambda i: handlers.load_sample(models, keys[i % len(keys)], text),
+        "DiSa sliders: handler": lambda i: handlers.disa_view(models, session, PREDICTED, ratios[i], 0.9, i),
+        "DiSa ρ/γ/seed: handler + picture": lambda i: ui.disa_mask_outputs(models, session, PREDICTED, ratios[i], 0.9, i),
+        "GalLoP top-k: handler": lambda i: handlers.gallop_view(session, PREDICTED, 1 + i % patches),
+        "GalLoP top-k: handler + pictures": lambda i: ui.gallop_outputs(session, PREDICTED, True, 1 + i % patches),
+        "OOD threshold: handler + histogram": lambda i: ui.ood_outputs(session, "GL-MCM", 1.0, 1 + i / n),
+        "predictions top-k: handler": lambda i: ui.prediction_labels(models, session, 1 + i % 10),
+        "attribution, integrated gradients (16)": lambda i: attribution_view(
+            models, session, "disa", PREDICTED, "integrated_gradients", 16),
+        "attribution, Grad-CAM": lambda i: attribution_view(models, session, "disa", PREDICTED, "gradcam"),
+    }
+    for name, call in cases.items():
+        report(name, timings(call, n if "attribution" not in name and "encode" not in name else max(5, n // 5)))
+    for size in CLASS_LIST_SIZES:
+        times = []
+        for _ in range(2 if size > 100 else 3):
+            text = class_names(size, next(NEW_WORDS))
+            start = time.perf_counter()
+            handlers.change_classes(models, session, text)
+            times.append(1000 * (time.perf_counter() - start))
+        report(f"apply {size} new class names (handler)", times)
+
+
+def browser_timings(models, repeats: int) -> None:
+    """Slider steps and class lists in headless chromium, with the server's phases of each event."""
+    from gradio.profiling import collector
+    from playwright.sync_api import sync_playwright
+
+    from app.screenshot import launch_chromium, open_app
+
+    demo = serve(models)
+    try:
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            page = open_app(browser, demo.local_url)
+            for tab, label, target, values, event in SLIDER_STEPS:
+                page.get_by_role("tab", name=tab).click()
+                page.wait_for_timeout(500)
+                collector.clear()
+                steps = []
+                for i in range(repeats):
+                    steps.append(page.evaluate(STEP_JS, [label, values[i % len(values)], target]))
+                    page.wait_for_timeout(150)  # an idle gap: no step waits in the queue behind the last one
+                _report_step(f"{tab}: {label}", steps, [t for t in collector.get_all() if t["fn_name"] == event])
+            page.get_by_role("tab", name="DiSa saliency").click()
+            for size in CLASS_LIST_SIZES:
+                report(f"apply {size} new class names (browser)", [_apply(page, size, next(NEW_WORDS))
+                                                                    for _ in range(2 if size > 100 else 3)])
+            browser.close()
+    finally:
+        demo.close()
+
+
+def _report_step(name: str, steps: list, traces: list[dict]) -> None:
+    """p50 of the steps as seen in the browser, the server's phases and what the rest took."""
+    browser_ms = [ms for ms, _ in steps]
+    report(f"{name} (browser)", browser_ms)
+    server = {phase: statistics.median(t[f"{phase}_ms"] for t in traces) for phase in PHASES} if traces else {}
+    phases = " · ".join(f"{phase} {value:.1f}" for phase, value in server.items())
+    rest = statistics.median(browser_ms) - server.get("total", 0.0)
+    print(f"{'':48s} server p50 ms: {phases}; the rest (requests, stream, picture fetch, render) {rest:.1f};"
+          f" pictures fetched {statistics.median(size for _, size in steps) / 1024:.1f} KiB per step")
+
+
+def _apply(page, size: int, word: str) -> float:
+    """Milliseconds from pressing *Apply classes* with `size` new names starting with `word` to the
+    DiSa table showing them (every view is redrawn in the same event)."""
+    page.get_by_label("Classes (comma or new line separated; type novel ones too)").fill(class_names(size, word))
+    start = time.perf_counter()
+    page.get_by_role("button", name="Apply classes").click()
+    page.wait_for_function("word => document.getElementById('disa-table').innerText.includes(word)", arg=word,
+                           timeout=300_000, polling="raf")
+    return 1000 * (time.perf_counter() - start)
+
+
+def start_to_serving(cold: bool) -> float:
+    """Seconds from starting `python app/main.py` (a new process, default flags) to its "ready"
+    line, when it serves. cold: first evict the files it reads (this Python's installation and the
+    repository) from the OS page cache, as after a reboot (posix_fadvise, no privileges needed)."""
+    if cold:
+        for folder in dict.fromkeys((Path(sys.prefix), Path(sys.base_prefix), ROOT)):
+            evict(folder)
+    start = time.perf_counter()
+    command = [sys.executable, "-u", str(ROOT / "app" / "main.py"), "--port", str(free_port())]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
+        try:
+            for line in process.stdout:
+                if line.startswith("VLP Lab ready"):
+                    return time.perf_counter() - start
+            raise RuntimeError(f"app/main.py stopped (exit code {process.wait()}) before serving")
+        finally:
+            process.terminate()
+
+
+def evict(folder: Path) -> None:
+    """Ask the OS to drop the cached pages of every file under `folder` (unreadable files skipped)."""
+    for path in folder.rglob("*"):
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass  # a folder or special file: nothing cached to drop
+        finally:
+            os.close(descriptor)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained", default=None)
     parser.add_argument("--prompts", default=str(DEFAULT_PROMPTS))
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--browser", action="store_true", help="also time slider steps in headless chromium")
+    parser.add_argument("--start", action="store_true",
+                        help="also time `python app/main.py` to serving, warm and cold (OS page cache evicted)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -59,26 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     ui.build_app(models)
     done = time.perf_counter()
     print(f"start-up {done - STARTED:.2f} s: imports {start - STARTED:.2f} s, models {loaded - start:.2f} s, "
-          f"app {done - loaded:.2f} s ({models.bundle.name}, {models.num_patches} patches)")
-
-    keys, text, n = sample_keys(), ", ".join(DEFAULT_CLASSES), args.repeats
-    session = handlers.load_sample(models, keys[0], text).session
-    ratios = np.linspace(0.05, 0.9, n + 1)
-    patches = models.num_patches
-    cases: dict[str, Callable[[int], object]] = {
-        "new image (encode, all methods)": lambda i: handlers.load_sample(models, keys[i % len(keys)], text),
-        "DiSa sliders: handler": lambda i: handlers.disa_view(models, session, PREDICTED, ratios[i], 0.9, i),
-        "DiSa sliders: handler + pictures": lambda i: ui.disa_outputs(models, session, PREDICTED, ratios[i], 0.9, i),
-        "GalLoP top-k: handler": lambda i: handlers.gallop_view(session, PREDICTED, 1 + i % patches),
-        "GalLoP top-k: handler + pictures": lambda i: ui.gallop_outputs(session, PREDICTED, True, 1 + i % patches),
-        "OOD threshold: handler + text": lambda i: ui.ood_outputs(session, "GL-MCM", 1.0, 1 + i / n),
-        "predictions top-k: handler + table": lambda i: ui.prediction_outputs(models, session, 1 + i % 10),
-        "attribution, integrated gradients (16)": lambda i: attribution_view(
-            models, session, "disa", PREDICTED, "integrated_gradients", 16),
-        "attribution, Grad-CAM": lambda i: attribution_view(models, session, "disa", PREDICTED, "gradcam"),
-    }
-    for name, call in cases.items():
-        report(name, timings(call, n if "attribution" not in name and "encode" not in name else max(5, n // 5)))
+          f"app {done - loaded:.2f} s ({models.bundle.name}, {models.num_patches} patches, "
+          f"{os.environ.get('OMP_NUM_THREADS', 'default')} threads)")
+    session = handlers.load_sample(models, sample_keys()[0], ", ".join(DEFAULT_CLASSES)).session
+    handler_timings(models, session, args.repeats)
+    if args.browser:
+        browser_timings(models, max(10, args.repeats // 2))
+    if args.start:
+        warm = [start_to_serving(cold=False) for _ in range(3)]
+        print(f"python app/main.py to serving: warm p50 {statistics.median(warm):.1f} s (n=3), "
+              f"cold {start_to_serving(cold=True):.1f} s")
     return 0
 
 

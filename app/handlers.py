@@ -2,14 +2,17 @@
 
 Encoding happens once per image and class list (`encode`): every method's probabilities, DiSa's
 frozen patch embeddings and text features, and GalLoP's explain cache go into a `Session`, the
-user's own `gr.State`. Slider handlers re-threshold that cache without an encoder pass, with one
-exception: DiSa's masked-image prediction needs the masked image's features, so each DiSa slider
-move runs the image tower twice on the masked image (DiSa's prompted tower and frozen CLIP's) and
-nothing else. Shapes: C classes, P patches, D joint size, Ml local prompts.
+user's own `gr.State`, with the reference measures of the class list's suite (`app.reference`).
+Slider handlers re-threshold that cache without an encoder pass, with one exception: DiSa's
+masked-image prediction needs the masked image's features, so each DiSa slider move runs the
+image tower twice on the masked image (DiSa's prompted tower and frozen CLIP's) and nothing else.
+Shapes: C classes, P patches, D joint size, Ml local prompts. Shares and probabilities are
+fractions in [0, 1] here; the views print them as percentages.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -18,17 +21,32 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from app.inputs import ClassList, ImageInput, InputError, parse_classes, read_image, read_sample
+from app.inputs import (
+    ClassList,
+    ImageInput,
+    InputError,
+    parse_classes,
+    read_image,
+    read_sample,
+    sample_keys,
+)
 from app.models import METHOD_TITLES, AppModels
-from vlp_core.data.synthworld import SHAPES
+from app.reference import Reference, reference_for
+from vlp_core.data.synthworld import get_suite
 from vlp_core.engine.grounding import patch_coverage, pointing_hits, salient_iou
+from vlp_core.engine.synth_report import render_split
+from vlp_core.methods.base import readable
 from vlp_core.methods.disa import DiSaExplainCache
 from vlp_core.methods.gallop import GalLoPExplainCache, gallop_ood_scores
+from vlp_core.methods.templates import IMAGENET_TEMPLATES
 
-DEFAULT_CLASSES: tuple[str, ...] = SHAPES
+DEFAULT_SUITE = "shapes"
+DEFAULT_CLASSES: tuple[str, ...] = tuple(get_suite(DEFAULT_SUITE).classnames)
 PREDICTED = "(predicted class)"
 OOD_SCORES: dict[str, str] = {"GL-MCM": "gl_mcm", "MCM": "mcm", "L-MCM": "l_mcm"}
 TABLE_ROWS = 50  # rows of the side-by-side probability table (hundreds of classes stay readable)
+MAX_SEED = 2**32 - 1
+Progress = Callable[[int, int], None]  # (done, total) while class names are encoded
 
 
 @dataclass
@@ -42,21 +60,31 @@ class Session:
     probabilities: dict[str, np.ndarray]  # method -> (C,) class probabilities on the full image
     disa: DiSaExplainCache
     gallop: GalLoPExplainCache
+    reference: Reference | None  # measures of the class list's suite, None for other lists
     notices: list[str] = field(default_factory=list)
+    pictures: dict[tuple, str] = field(default_factory=dict)  # the views' pictures, drawn once per key
 
 
 @dataclass
 class Outcome:
-    """A new session, or the reason there is none; `message` is Markdown for the user."""
+    """A new session, or the reason there is none; `message` lists what the user should know."""
 
     session: Session | None
     message: str
 
 
-def encode(models: AppModels, image: ImageInput, classes: ClassList) -> Session:
-    """Run every encoder pass an image and class list need, once, and cache the results."""
+def encode(models: AppModels, image: ImageInput, classes: ClassList, progress: Progress | None = None) -> Session:
+    """Run every encoder pass an image and class list need, once, and cache the results.
+
+    The frozen text features every method asks for (zero-shot's template and the 60-template
+    ensemble of PromptSRC's and DiSa's teacher) are encoded first, in one pass per template over
+    all names that no earlier class list had, reporting `progress`; each method's own prompted
+    text then runs once, its prompt prefix shared by every class.
+    """
+    templates = tuple(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES)))
     model_input = models.bundle.preprocess(Image.fromarray(image.pixels))[None]
     with models.lock, torch.no_grad():
+        models.frozen_text.warm([readable(name) for name in classes.names], templates, progress)
         for method in models.methods.values():
             method.set_classes(classes.names)
         probabilities = {name: torch.softmax(method.logits(model_input), dim=-1)[0]
@@ -67,43 +95,53 @@ def encode(models: AppModels, image: ImageInput, classes: ClassList) -> Session:
     probabilities["gallop"] = torch.softmax(gallop.explain(0)["logits"], dim=-1)
     ordered = {name: probabilities[name].numpy() for name in models.methods}
     return Session(image.pixels, image.mask, image.source, classes.names, ordered, disa, gallop,
-                   image.notices + classes.notices)
+                   reference_for(models, classes.names), image.notices + classes.notices)
 
 
-def load_sample(models: AppModels, key: str, classes_text: str | None) -> Outcome:
+def load_sample(models: AppModels, key: str, classes_text: str | None, progress: Progress | None = None) -> Outcome:
     """Encode SynthWorld sample `key` ("suite/split/index") with the typed class list."""
-    return _load(models, lambda: read_sample(key, models.bundle.image_size), classes_text)
+    return _load(models, lambda: read_sample(key, models.bundle.image_size), classes_text, progress)
 
 
-def load_upload(models: AppModels, path: str | None, classes_text: str | None) -> Outcome:
+def load_upload(models: AppModels, path: str | None, classes_text: str | None,
+                progress: Progress | None = None) -> Outcome:
     """Encode an uploaded image file with the typed class list."""
-    return _load(models, lambda: read_image(path, models.bundle.image_size), classes_text)
+    return _load(models, lambda: read_image(path, models.bundle.image_size), classes_text, progress)
 
 
-def change_classes(models: AppModels, session: Session | None, classes_text: str | None) -> Outcome:
+def change_classes(models: AppModels, session: Session | None, classes_text: str | None,
+                   progress: Progress | None = None) -> Outcome:
     """Re-encode the current image with a new class list."""
     if session is None:
         return Outcome(None, "Pick a sample or upload an image first.")
     image = ImageInput(session.pixels, session.mask, session.source)
-    return _load(models, lambda: image, classes_text)
+    return _load(models, lambda: image, classes_text, progress)
 
 
-def _load(models: AppModels, get_image: Callable[[], ImageInput], classes_text: str | None) -> Outcome:
+def _load(models: AppModels, get_image: Callable[[], ImageInput], classes_text: str | None,
+          progress: Progress | None) -> Outcome:
     """Check the class list and the image (either may raise InputError), then encode."""
     try:
         classes = parse_classes(classes_text, models.bundle.tokenizer, models.name_token_budget())
         image = get_image()
     except InputError as error:
-        return Outcome(None, f"**Not loaded:** {error}")
-    session = encode(models, image, classes)
-    return Outcome(session, describe(session))
+        return Outcome(None, str(error))
+    return Outcome(encode(models, image, classes, progress), "")
 
 
-def describe(session: Session) -> str:
-    """Markdown status line of a session, with its notices."""
-    lines = [f"**Image:** {session.source} · **classes:** {len(session.classes)}"]
-    lines += [f"- {notice}" for notice in session.notices]
-    return "\n".join(lines)
+def landing_sample(models: AppModels, batch: int = 16) -> str:
+    """The sample the app opens on, by rule: the first test item of DEFAULT_SUITE that zero-shot
+    CLIP classifies correctly with the suite's classes (the first item if none of the split is)."""
+    suite = get_suite(DEFAULT_SUITE, image_size=models.bundle.image_size)
+    zeroshot, count = models.methods["zeroshot"], len(suite.split("test"))
+    for start in range(0, count, batch):
+        images, labels, _ = render_split(suite, models.bundle, "test", start + batch)
+        with models.lock, torch.no_grad():
+            zeroshot.set_classes(suite.classnames)
+            correct = (zeroshot.logits(images[start:]).argmax(-1) == labels[start:]).nonzero()
+        if len(correct):
+            return f"{DEFAULT_SUITE}/test/{start + int(correct[0])}"
+    return sample_keys()[0]
 
 
 def resolve_class(session: Session, choice: str | None, method: str) -> int:
@@ -113,14 +151,24 @@ def resolve_class(session: Session, choice: str | None, method: str) -> int:
     return int(session.probabilities[method].argmax())
 
 
+def valid_seed(seed: float | None) -> tuple[int, list[str]]:
+    """A mask seed in 0..MAX_SEED: `seed` rounded, or clamped with a notice (0 for a missing value)."""
+    if seed is None or not math.isfinite(seed):
+        return 0, [f"The mask seed {seed} is not a number; used 0."]
+    rounded = round(seed)
+    used = min(max(rounded, 0), MAX_SEED)
+    return used, [] if used == rounded else [f"The mask seed {seed:g} is outside 0 … {MAX_SEED}; used {used}."]
+
+
 def _object_threshold(coverage: Tensor) -> float:
     """Coverage from which a patch counts as object: half, or any part when no patch is half covered."""
     return 0.5 if bool((coverage >= 0.5).any()) else 1e-6
 
 
 def grounding(scores: Tensor, selected: Tensor | None, coverage: Tensor) -> dict:
-    """Overlap of a patch score map with the object: "pointing" (the top patch touches it) and
-    "iou" of `selected` (default: the len(object) top-scoring patches) with the object patches.
+    """Overlap of a patch score map with the object: "pointing" (the top patch touches it), "iou"
+    of `selected` (default: the len(object) top-scoring patches) with the object patches, and
+    "touches" / "on_object": whether any / which share of the selected patches touch the object.
 
     scores (P,), selected bool (P,) or None, coverage (P,) from `patch_coverage`.
     """
@@ -129,37 +177,47 @@ def grounding(scores: Tensor, selected: Tensor | None, coverage: Tensor) -> dict
     if selected is None:
         selected = torch.zeros(scores.shape, dtype=torch.bool)
         selected[scores.topk(object_patches).indices] = True
+    on_object = selected & (coverage > 0)
     return {"pointing": bool(pointing_hits(scores[None], coverage[None])[0]),
             "iou": float(salient_iou(selected[None], coverage[None], threshold)[0]),
-            "object_patches": object_patches}
+            "object_patches": object_patches,
+            "touches": bool(on_object.any()),
+            "on_object": float(on_object.sum() / selected.sum())}
 
 
 def disa_view(models: AppModels, session: Session, class_choice: str | None, ratio: float,
-              pool: float, seed: int) -> dict:
+              pool: float, seed: float | None) -> dict:
     """DiSa's saliency and mask for one class and slider setting (cf. `DiSa.explain`).
 
     Returns "class_index", "saliency" (P,) summing to 1, "masked" (M,) indices with
-    M = round(ratio·P), "grid", "ratio", "pool" (raised to ratio if below), "probabilities"
-    {prompted_full, prompted_masked, frozen_full, frozen_masked} each (C,), "grounding" (dict or
-    None without an object mask) and "notices".
+    M = round(ratio·P), "grid", "ratio", "pool" (raised to ratio if below), "seed" (clamped to
+    0..MAX_SEED), "probabilities" {prompted_full, prompted_masked, frozen_full, frozen_masked} each
+    (C,), "grounding" (None without an object mask) with "hidden" (share of the object's pixels
+    under the mask) and "random_hidden" (M / P, what a random mask of M patches hides on average),
+    "reference" ((pointing rate, random patch's rate) on the suite's test images, or None) and
+    "notices".
     """
-    cache, notices = session.disa, []
+    cache = session.disa
+    seed, notices = valid_seed(seed)
     class_index = resolve_class(session, class_choice, "disa")
     if pool < ratio:
         notices.append(f"The pool γ = {pool:.2f} was below ρ = {ratio:.2f}; used γ = ρ (deterministic bottom-ρ).")
         pool = ratio
     with models.lock:
-        out = cache.explain(class_index, ratio, pool, int(seed))
+        out = cache.explain(class_index, ratio, pool, seed)
     keys = ("prompted_full", "prompted_masked", "frozen_full", "frozen_masked")
     probabilities = {key: out[key].numpy() for key in keys}
     saliency, masked = out["saliency"], out["masked"]
     result = {"class_index": class_index, "saliency": saliency.numpy(), "masked": masked.numpy(),
-              "grid": models.grid, "ratio": ratio, "pool": pool, "probabilities": probabilities,
-              "grounding": None, "notices": notices}
+              "grid": models.grid, "ratio": ratio, "pool": pool, "seed": seed, "probabilities": probabilities,
+              "grounding": None, "reference": session.reference and session.reference.pointing(),
+              "notices": notices}
     if session.mask is not None:
         coverage = patch_coverage(session.mask, models.grid)
-        result["grounding"] = grounding(saliency, None, coverage)
-        result["grounding"]["masked_on_object"] = int((coverage[masked] > 0).sum())
+        found = grounding(saliency, None, coverage)
+        found["hidden"] = float(coverage[masked].sum() / coverage.sum())
+        found["random_hidden"] = len(masked) / len(coverage)
+        result["grounding"] = found
     return result
 
 
@@ -168,8 +226,10 @@ def gallop_view(session: Session, class_choice: str | None, ks: int | Sequence[i
 
     ks: one k for every local prompt, one per prompt, or None for the method's. Returns
     "class_index", "maps" (Ml, P) cosines, "selected" bool (Ml, P) with exactly k_n per row,
-    "prompt_scores" (Ml,), "ks", "grid", "probabilities" {global, local, combined} each (C,) and
-    "grounding" (one dict per prompt, or None without an object mask).
+    "prompt_scores" (Ml,), "ks", "grid", "probabilities" {global, local, combined} each (C,),
+    "grounding" (one dict per prompt, or None without an object mask) and "reference" (for these
+    ks on the suite's test images: (Ml,) share whose top-k touches the object and (Ml,) the same
+    for k random patches; or None).
     """
     class_index = resolve_class(session, class_choice, "gallop")
     out = session.gallop.explain(class_index, ks)
@@ -183,6 +243,7 @@ def gallop_view(session: Session, class_choice: str | None, ks: int | Sequence[i
         "probabilities": {head: torch.softmax(out[key], dim=-1).numpy() for head, key in
                           (("global", "global_logits"), ("local", "local_logits"), ("combined", "logits"))},
         "grounding": None,
+        "reference": session.reference and session.reference.touch(out["ks"]),
     }
     if session.mask is not None:
         coverage = patch_coverage(session.mask, out["grid"][0])
@@ -191,22 +252,44 @@ def gallop_view(session: Session, class_choice: str | None, ks: int | Sequence[i
 
 
 def ood_view(session: Session, score: str, temperature: float, threshold: float) -> dict:
-    """GalLoP's OOD scores of the image against the class list, and the verdict for `score`.
+    """GalLoP's OOD scores of the image against the class list, the verdict for `score`, and how
+    the suite's ID and OOD test images fall at the same threshold.
 
     ID-ness scores (higher = in-distribution) on raw cosines with temperature T. A score's chance
     level is its value for uniform class probabilities (1/C per term); the image is in-distribution
     when the chosen score >= threshold × its chance level. Returns "scores" {name: value},
-    "chance" {name: value}, "score", "cutoff", "in_distribution".
+    "chance" {name: value}, "score", "cutoff", "in_distribution" and "reference": None, or
+    {"suite", "id", "ood" (N,) score values, "id_kept" / "ood_kept" (shares >= cutoff), "auroc"}.
     """
     if score not in OOD_SCORES:
         raise ValueError(f"score must be one of {', '.join(OOD_SCORES)}, got {score!r}")
     cache = session.gallop
     values = gallop_ood_scores(cache.global_sims[None], cache.local_sims[None], temperature)
     scores = {name: float(values[key][0]) for name, key in OOD_SCORES.items()}
-    chance = {name: (2.0 if name == "GL-MCM" else 1.0) / len(session.classes) for name in OOD_SCORES}
+    chance = {name: chance_level(name, len(session.classes)) for name in OOD_SCORES}
     cutoff = threshold * chance[score]
-    return {"scores": scores, "chance": chance, "score": score, "cutoff": cutoff,
-            "in_distribution": scores[score] >= cutoff}
+    result = {"scores": scores, "chance": chance, "score": score, "cutoff": cutoff,
+              "in_distribution": scores[score] >= cutoff, "reference": None}
+    measured = session.reference and session.reference.ood_scores(OOD_SCORES[score], temperature)
+    if measured:
+        id_scores, ood_scores = measured
+        result["reference"] = {"suite": session.reference.suite, "id": id_scores, "ood": ood_scores,
+                               "id_kept": float((id_scores >= cutoff).mean()),
+                               "ood_kept": float((ood_scores >= cutoff).mean()),
+                               "auroc": session.reference.auroc(OOD_SCORES[score], temperature)}
+    return result
+
+
+def chance_level(score: str, num_classes: int) -> float:
+    """A score's value for uniform class probabilities: 1/C per softmax maximum (GL-MCM has two)."""
+    return (2.0 if score == "GL-MCM" else 1.0) / num_classes
+
+
+def threshold_keeping(reference: Reference, score: str, temperature: float, share: float,
+                      num_classes: int) -> float:
+    """The threshold (× chance level) that keeps at least `share` of the reference's ID images."""
+    id_scores, _ = reference.ood_scores(OOD_SCORES[score], temperature)
+    return float(np.quantile(id_scores, 1 - share, method="lower")) / chance_level(score, num_classes)
 
 
 def top_classes(probabilities: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
@@ -219,35 +302,16 @@ def predictions_view(models: AppModels, session: Session, top_k: int) -> dict:
     """Every method's predictions side by side.
 
     Returns "top" {method: {class: probability}} (top_k classes each), "headers" and "rows" of a
-    table of the TABLE_ROWS classes with the highest mean probability, and "truncated".
+    table of the TABLE_ROWS classes with the highest mean probability (probabilities in [0, 1]),
+    and "truncated".
     """
     probabilities = session.probabilities
     mean = np.mean(np.stack(list(probabilities.values())), axis=0)
     order = np.argsort(-mean, kind="stable")[:TABLE_ROWS]
-    rows = [[session.classes[i]] + [round(float(p[i]), 4) for p in probabilities.values()] for i in order]
+    rows = [[session.classes[i]] + [float(p[i]) for p in probabilities.values()] for i in order]
     return {
         "top": {name: top_classes(p, session.classes, top_k) for name, p in probabilities.items()},
         "headers": ["class"] + [METHOD_TITLES[name] for name in probabilities],
         "rows": rows,
         "truncated": len(session.classes) > TABLE_ROWS,
     }
-
-
-def describe_models(models: AppModels) -> str:
-    """Markdown: the loaded CLIP, where every method's prompts came from, how to switch."""
-    bundle = models.bundle
-    visual = bundle.model.visual
-    lines = [
-        f"**CLIP:** `{bundle.name}` (weights: {bundle.pretrained or 'random init'}) · input "
-        f"{bundle.image_size}px · {models.grid}x{models.grid} patches of {visual.patch_size[0]}px · "
-        f"{len(visual.transformer.resblocks)} vision blocks",
-        "",
-        f"**Prompts folder:** `{models.prompts_dir}`" if models.prompts_dir else "**Prompts folder:** none",
-        "",
-        "| method | prompts |",
-        "|---|---|",
-        *[f"| {METHOD_TITLES[name]} | {status} |" for name, status in models.status.items()],
-    ]
-    if models.notices:
-        lines += ["", *[f"- {notice}" for notice in models.notices]]
-    return "\n".join(lines)

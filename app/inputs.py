@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vlp_core.data.synthworld import get_suite, list_suites
+from vlp_core.data.synthworld import SUITES, get_suite, list_suites
 
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
 MAX_CLASSES = 1000
 MAX_NAME_CHARS = 60
 SAMPLE_INDICES = (3, 8)  # test items shown per suite; style suites share the scenes of `shapes`
 SAMPLE_SPLIT = "test"
+UPLOAD = "upload: "  # how an uploaded image's source starts
+OOD_CLASSES_FROM = "shapes"  # the class list `ood` samples are out of distribution for
 
 
 class InputError(ValueError):
@@ -129,7 +131,7 @@ def read_image(path: str | Path | None, size: int) -> ImageInput:
     pixels = fit_to_size(rgb, size)
     if (width, height) != (size, size):
         notices.append(f"Resized from {width}x{height} to the model's {size}x{size} input (centre crop).")
-    return ImageInput(pixels, None, f"upload: {name}", notices)
+    return ImageInput(pixels, None, f"{UPLOAD}{name}", notices)
 
 
 def _to_rgb(image: Image.Image, notices: list[str]) -> np.ndarray:
@@ -170,7 +172,8 @@ def sample_keys() -> list[str]:
 
 
 def read_sample(key: str, size: int) -> ImageInput:
-    """A SynthWorld item rendered at the model's input size, with its object mask."""
+    """A SynthWorld item rendered at the model's input size, with its object mask (None where
+    the suite's label is not about an object, e.g. `styles`)."""
     try:
         suite_name, split, index = key.split("/")
         suite = get_suite(suite_name, image_size=size)
@@ -178,7 +181,7 @@ def read_sample(key: str, size: int) -> ImageInput:
     except (ValueError, KeyError) as error:
         raise InputError(f"Unknown SynthWorld sample {key!r}: use suite/split/index, e.g. shapes/test/3 "
                          f"({error}).") from None
-    return ImageInput(pixels, mask, f"SynthWorld {sample_caption(key)}")
+    return ImageInput(pixels, mask if suite.definition.labels_object else None, f"SynthWorld {sample_caption(key)}")
 
 
 def sample_caption(key: str) -> str:
@@ -186,3 +189,19 @@ def sample_caption(key: str) -> str:
     suite_name, split, index = key.split("/")
     classnames = get_suite(suite_name).classnames
     return f"{suite_name} · {split}/{index} · {classnames[int(index) % len(classnames)]}"
+
+
+def thumbnail_caption(key: str) -> str:
+    """A gallery thumbnail's caption, short enough to show whole: the suite (its style for a
+    style domain) and the index, e.g. "sketch 3"."""
+    suite_name, _, index = key.split("/")
+    return f"{suite_name.split('@')[-1].split('_')[0]} {index}"
+
+
+def sample_classes(key: str) -> list[str]:
+    """The class list a sample is labelled in: its suite's, or for an `ood` sample the list it is
+    out of distribution for (OOD_CLASSES_FROM's)."""
+    suite_name = key.split("/")[0]
+    if suite_name not in SUITES:
+        raise InputError(f"Unknown SynthWorld suite {suite_name!r} in sample {key!r}.")
+    return get_suite(OOD_CLASSES_FROM if suite_name == "ood" else suite_name).classnames

@@ -52,18 +52,18 @@ def load(model: str, pretrained: str | None, prompts: str | Path | None) -> AppM
     return models
 
 
-def serve(models: AppModels, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-          quiet: bool = False):
+def serve(models: AppModels, host: str = "127.0.0.1", port: int | None = None, share: bool = False):
     """Build the app over `models` and start serving it in a background thread -> the gr.Blocks.
 
-    port None: gradio's default (7860, or the next free port up to 7959).
+    port None: gradio's default (7860, or the next free port up to 7959). Gradio's own start-up
+    lines (and its hint about `share=True`) stay quiet; `main` says where the app is.
     """
     from app.ui import build_app
 
     demo = build_app(models)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                prevent_thread_lock=True, quiet=quiet)
+                prevent_thread_lock=True, quiet=True)
     return demo
 
 
@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     demo = serve(models, args.host, args.port, args.share)
     print(f"VLP Lab ready in {time.perf_counter() - STARTED:.1f} s (imports included) at {demo.local_url}")
+    if demo.share_url:
+        print(f"public link: {demo.share_url}")
+    elif not args.share:
+        print("For a public link, start it with --share.")
     demo.block_thread()
     return 0
 

@@ -14,7 +14,10 @@ from pathlib import Path
 
 from app.inputs import token_count
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures
-from vlp_core.engine.trainer import load_trained
+from vlp_core.data.fewshot import base_novel_labels
+from vlp_core.data.synthworld import get_suite, list_suites
+from vlp_core.engine.jobs import trained_defaults
+from vlp_core.engine.trainer import checkpoint_meta, load_trained
 from vlp_core.methods.base import PromptMethod
 from vlp_core.methods.registry import build_method, method_classes
 from vlp_core.methods.templates import TEMPLATE_SETS
@@ -30,8 +33,11 @@ class AppModels:
     bundle: ClipBundle
     methods: dict[str, PromptMethod]
     status: dict[str, str]  # method -> "trained (folder)", "no learned tensors" or UNTRAINED
+    frozen_text: FrozenTextFeatures  # the frozen text features every method shares, kept per name
+    trained_on: dict[str, str] = field(default_factory=dict)  # trained method -> what its prompts learned
     notices: list[str] = field(default_factory=list)  # start-up problems worth showing to users
     prompts_dir: Path | None = None
+    references: dict = field(default_factory=dict)  # suite -> `app.reference.Reference`, filled on first use
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards every method call
 
     @property
@@ -58,9 +64,10 @@ def load_models(bundle: ClipBundle, prompts_dir: str | Path | None) -> AppModels
     otherwise the method's initial prompts with a notice. Never trains, never raises for a
     missing or unusable checkpoint."""
     prompts_dir = Path(prompts_dir) if prompts_dir is not None else None
-    frozen_text = FrozenTextFeatures(bundle.model, bundle.tokenizer)
+    frozen_text = FrozenTextFeatures(bundle.model, bundle.tokenizer, keep_per_name=True)
     methods: dict[str, PromptMethod] = {}
     status: dict[str, str] = {}
+    trained_on: dict[str, str] = {}
     notices: list[str] = []
     for name, cls in method_classes().items():
         if not cls.trainable:
@@ -69,8 +76,33 @@ def load_models(bundle: ClipBundle, prompts_dir: str | Path | None) -> AppModels
             method, status[name], problem = _load_prompts(name, bundle, frozen_text, prompts_dir)
             if problem:
                 notices.append(f"{METHOD_TITLES[name]} is {UNTRAINED}: {problem}")
+            else:
+                trained_on[name] = describe_training(prompts_dir / name)
         methods[name] = method.eval().requires_grad_(False)
-    return AppModels(bundle, methods, status, notices, prompts_dir)
+    return AppModels(bundle, methods, status, frozen_text, trained_on, notices, prompts_dir)
+
+
+def describe_training(folder: Path, shown: int = 4) -> str:
+    """What the prompts in `folder` were trained on, from the checkpoint's own class list (named
+    as a SynthWorld suite's classes where it is one) and the dataset, shots and seed of its run
+    record (`vlp train` writes one)."""
+    names = checkpoint_meta(folder)["classes"]
+    listed = f"{len(names)}: " + ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
+    record = trained_defaults(folder)
+    run = f", {record['shots']} shots, seed {record['seed']}" if "dataset" in record else ""
+    return f"{synth_classes(names) or record.get('dataset', 'classes')} ({listed}){run}"
+
+
+def synth_classes(names: list[str]) -> str | None:
+    """"<suite> base classes" (or all / novel) when `names` are exactly that part of a SynthWorld
+    suite's classes (CoOp's base / novel halves), else None."""
+    for suite_name in list_suites():
+        suite = get_suite(suite_name)
+        base, novel = base_novel_labels(suite.split("train"))
+        for part, labels in (("all", range(len(suite.classnames))), ("base", base), ("novel", novel)):
+            if names == [suite.classnames[label] for label in labels]:
+                return f"{suite_name} {part} classes"
+    return None
 
 
 def _load_prompts(name: str, bundle: ClipBundle, frozen_text: FrozenTextFeatures,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib import colormaps
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 DISPLAY = 256  # approximate display side in pixels
 HEAT_CMAP = "inferno"
@@ -108,3 +108,52 @@ def outline_object(image: np.ndarray, mask: np.ndarray | None, color=OBJECT, wid
     out[_edges(big, width)] = color
     return out
 
+
+
+ID_COLOUR = (70, 130, 220)  # histogram of in-distribution scores
+OOD_COLOUR = (240, 150, 40)  # histogram of OOD scores
+MARK_COLOUR = (220, 30, 30)  # the image's own score
+HISTOGRAM_SIZE = (440, 190)  # width, height in pixels
+HISTOGRAM_BINS = 30
+
+
+def histogram(id_values: np.ndarray, ood_values: np.ndarray, cutoff: float, value: float) -> np.ndarray:
+    """Two overlaid histograms (ID blue, OOD orange, each as shares of its images) with the
+    threshold (black, dashed) and one value (red) marked -> uint8 (H, W, 3). The axis is labelled
+    at both ends; a legend line below gives the threshold and the value."""
+    width, height = HISTOGRAM_SIZE
+    margin, axis = 12, height - 42  # left/right margin, y of the x axis
+    low = min(id_values.min(), ood_values.min(), cutoff, value)
+    high = max(id_values.max(), ood_values.max(), cutoff, value)
+    high = high if high > low else low + 1.0
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    shares = [np.histogram(values, edges)[0] / len(values) for values in (id_values, ood_values)]
+    tallest = max(share.max() for share in shares)
+
+    def x_of(v: float) -> int:
+        return round(margin + (v - low) / (high - low) * (width - 2 * margin))
+
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    bars = ImageDraw.Draw(layer)
+    for colour, share in zip((ID_COLOUR, OOD_COLOUR), shares):
+        for left, right, part in zip(edges[:-1], edges[1:], share):
+            if part > 0:
+                top = axis - round(part / tallest * (axis - 6))
+                bars.rectangle([x_of(left), top, x_of(right) - 1, axis], fill=(*colour, 140))
+    canvas.paste(layer, (0, 0), layer)
+    draw = ImageDraw.Draw(canvas)
+    draw.line([margin, axis, width - margin, axis], fill=(0, 0, 0))
+    for y in range(4, axis, 6):
+        draw.line([x_of(cutoff), y, x_of(cutoff), y + 3], fill=(0, 0, 0), width=2)
+    draw.line([x_of(value), 4, x_of(value), axis], fill=MARK_COLOUR, width=3)
+    font = ImageFont.load_default(12)
+    draw.text((x_of(low), axis + 3), f"{low:.3g}", fill=(0, 0, 0), font=font, anchor="la")
+    draw.text((x_of(high), axis + 3), f"{high:.3g}", fill=(0, 0, 0), font=font, anchor="ra")
+    legend = [("ID", ID_COLOUR), ("OOD", OOD_COLOUR), (f"this image {value:.3g}", MARK_COLOUR),
+              (f"threshold {cutoff:.3g} (dashed)", (0, 0, 0))]
+    x = margin
+    for text, colour in legend:
+        draw.text((x, height - 16), text, fill=colour, font=font)
+        x += round(draw.textlength(text, font=font)) + 14
+    return np.asarray(canvas)

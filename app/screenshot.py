@@ -1,8 +1,9 @@
-"""Screenshot the running app in headless Debian chromium: `python app/screenshot.py [--out PNG]`.
+"""Screenshot the running app in headless Debian chromium: `python app/screenshot.py [--out-dir DIR]`.
 
 Serves the app in-process on 127.0.0.1 (same flags as `app/main.py`), opens it in
 `/usr/bin/chromium` through playwright (never `playwright install`: install the browser with
-`apt-get install -y chromium`), waits for the views and saves a full-page PNG.
+`apt-get install -y chromium`) and saves one full-page PNG per tab of `SHOTS` (the README's
+pictures), each once every picture of the tab has loaded and been painted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1400, "height": 1000}
 READY_TEXT = "Saliency query:"  # drawn by the first view once the page has loaded
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "assets" / "screenshots" / "app.png"
+DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "assets" / "screenshots"
+SHOTS = {"app.png": "DiSa saliency", "gallop.png": "GalLoP local prompts"}  # file -> tab shown
+PICTURES_PAINTED = """() => {
+  const shown = [...document.querySelectorAll('[role=tabpanel] img')].filter(img => img.offsetParent !== null);
+  return shown.length > 0 && shown.every(img => img.complete && img.naturalWidth > 0);
+}"""
 
 
 def launch_chromium(playwright):
@@ -35,30 +41,36 @@ def open_app(browser, url: str):
     return page
 
 
+def show_tab(page, tab: str) -> None:
+    """Select `tab` and wait until every picture in it has loaded."""
+    page.get_by_role("tab", name=tab).click()
+    page.wait_for_function(PICTURES_PAINTED, timeout=60_000)
+    page.wait_for_timeout(500)  # one more paint after the last picture decoded
+
+
 def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     from app.main import load, parse_args, serve
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(DEFAULT_OUT))
-    parser.add_argument("--tab", default=None, help="tab to show, e.g. 'GalLoP local prompts'")
+    parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR))
     own, app_argv = parser.parse_known_args(argv)
     args = parse_args(app_argv)
-    demo = serve(load(args.model, args.pretrained, args.prompts), quiet=True)
+    demo = serve(load(args.model, args.pretrained, args.prompts))
+    out_dir = Path(own.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     try:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             page = open_app(browser, demo.local_url)
-            if own.tab:
-                page.get_by_role("tab", name=own.tab).click()
-                page.wait_for_timeout(1000)
-            Path(own.out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=own.out, full_page=True)
+            for name, tab in SHOTS.items():
+                show_tab(page, tab)
+                page.screenshot(path=str(out_dir / name), full_page=True)
+                print(f"saved {out_dir / name} ({tab})")
             browser.close()
     finally:
         demo.close()
-    print(f"saved {own.out}")
     return 0
 
 

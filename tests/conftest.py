@@ -28,6 +28,6 @@ def app_server(tiny, tmp_path_factory):
     from app.main import serve
     from app.models import load_models
 
-    demo = serve(load_models(tiny, tmp_path_factory.mktemp("no-prompts")), quiet=True)
+    demo = serve(load_models(tiny, tmp_path_factory.mktemp("no-prompts")))
     yield demo
     demo.close()

@@ -1,5 +1,6 @@
 """The app's handlers called directly: values, shapes, caching, bad input, and concurrent sessions."""
 
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -10,11 +11,14 @@ import torch
 from PIL import Image
 
 
-from app import handlers, inputs, render
+from app import handlers, inputs, reference, render
 from app.attribution import attribution_view
 from app.handlers import PREDICTED
-from app.models import UNTRAINED, load_models
+from app.models import UNTRAINED, load_models, synth_classes
 from vlp_core.cli import main as vlp
+from vlp_core.data.synthworld import get_suite
+from vlp_core.engine.grounding import patch_coverage, pointing_hits
+from vlp_core.methods.templates import IMAGENET_TEMPLATES
 
 DEFAULT_TEXT = ", ".join(handlers.DEFAULT_CLASSES)
 C = len(handlers.DEFAULT_CLASSES)
@@ -80,12 +84,24 @@ def test_disa_view_saliency_and_mask_sizes(models, session, ratio, pool):
         assert probabilities.shape == (C,) and probabilities.sum() == pytest.approx(1.0, abs=1e-5)
     found = view["grounding"]
     assert 0.0 <= found["iou"] <= 1.0 and found["object_patches"] >= 1
-    assert 0 <= found["masked_on_object"] <= len(view["masked"])
+    coverage = patch_coverage(session.mask, models.grid)
+    assert found["hidden"] == pytest.approx(float(coverage[view["masked"]].sum() / coverage.sum()))
+    assert found["random_hidden"] == len(view["masked"]) / patches
+    assert found["hidden"] == {0.0: 0.0, 1.0: 1.0}.get(ratio, found["hidden"])
+
+
+@pytest.mark.parametrize("seed, used", [(1e30, handlers.MAX_SEED), (-5, 0), (float("nan"), 0), (None, 0)])
+def test_disa_mask_seed_out_of_range_is_clamped_with_a_notice(models, session, seed, used):
+    view = handlers.disa_view(models, session, PREDICTED, 0.3, 0.5, seed)
+    assert view["seed"] == used and "mask seed" in view["notices"][0]
+    same = handlers.disa_view(models, session, PREDICTED, 0.3, 0.5, used)
+    np.testing.assert_array_equal(view["masked"], same["masked"])
+    assert same["notices"] == []
 
 
 def test_disa_pool_below_ratio_is_raised_with_a_notice(models, session):
     view = handlers.disa_view(models, session, "circle", 0.4, 0.1, seed=0)
-    assert view["pool"] == 0.4 and "deterministic bottom-ρ" in view["notices"][0]
+    assert view["pool"] == 0.4 and "deterministic bottom-ρ" in view["notices"][-1]
     assert view["class_index"] == 0
 
 
@@ -127,10 +143,15 @@ def test_grounding_against_a_known_object():
     coverage[[5, 6]], coverage[7] = 1.0, 0.2
     scores = torch.arange(16.0)
     scores[5], scores[6] = 100.0, 99.0
-    assert handlers.grounding(scores, None, coverage) == {"pointing": True, "iou": 1.0, "object_patches": 2}
+    assert handlers.grounding(scores, None, coverage) == {"pointing": True, "iou": 1.0, "object_patches": 2,
+                                                          "touches": True, "on_object": 1.0}
     selected = torch.zeros(16, dtype=torch.bool)
     selected[[6, 7, 8]] = True
-    assert handlers.grounding(scores, selected, coverage)["iou"] == pytest.approx(1 / 4)
+    found = handlers.grounding(scores, selected, coverage)
+    assert found["iou"] == pytest.approx(1 / 4) and found["on_object"] == pytest.approx(2 / 3) and found["touches"]
+    selected[:] = False
+    selected[[0, 15]] = True
+    assert not handlers.grounding(scores, selected, coverage)["touches"]
     assert not handlers.grounding(-scores, selected, coverage)["pointing"]
 
 
@@ -233,7 +254,7 @@ def test_unusual_images_are_converted_with_notices(models, tmp_path):
         outcome = handlers.load_upload(models, path, DEFAULT_TEXT)
         assert outcome.session is not None, outcome.message
         assert outcome.session.pixels.shape == (size, size, 3) and outcome.session.pixels.dtype == np.uint8
-        assert notice in outcome.message and outcome.session.mask is None
+        assert notice in " ".join(outcome.session.notices) and outcome.session.mask is None
     deep = handlers.load_upload(models, str(tmp_path / "deep.png"), DEFAULT_TEXT).session.pixels
     assert deep.max() > 200  # 16-bit values were scaled, not clipped to white
     composited = handlers.load_upload(models, str(tmp_path / "rgba.png"), DEFAULT_TEXT).session.pixels
@@ -294,3 +315,108 @@ def test_render_pictures(models, session):
     boxed = render.outline_patches(picture, np.eye(1, grid * grid, 3, dtype=bool)[0], grid)
     assert (boxed[:cell, 3 * cell] == render.SELECTED).all()  # left border of patch 3
     assert (boxed[cell // 2, 3 * cell + cell // 2] == picture[cell // 2, 3 * cell + cell // 2]).all()  # inside
+
+
+# ---------------------------------------------------------------- class lists, references, landing sample
+
+
+@pytest.mark.parametrize("key, suite", [("scenes/test/3", "scenes"), ("styles/test/8", "styles"),
+                                        ("colour_shapes/test/3", "colour_shapes"), ("shapes@sketch/test/3", "shapes"),
+                                        ("ood/test/3", "shapes")])
+def test_a_sample_brings_its_suites_class_list(key, suite):
+    assert inputs.sample_classes(key) == get_suite(suite).classnames
+    assert (inputs.read_sample(key, 64).mask is None) == (suite == "styles")  # styles: the label is no object
+    with pytest.raises(inputs.InputError, match="Unknown SynthWorld suite"):
+        inputs.sample_classes("nosuchsuite/test/1")
+
+
+def test_a_new_class_list_encodes_each_text_once(models, session, monkeypatch):
+    """Frozen text: one pass per template over the names no earlier list had; every prompted
+    method: one pass. Asking again for the same names (in another order) encodes no text."""
+    passes, reports = [], []
+    hook = models.bundle.model.token_embedding.register_forward_hook(lambda *_: passes.append(1))
+    names = [f"thing {i}" for i in range(7)]
+    try:
+        outcome = handlers.change_classes(models, session, ", ".join(names), lambda i, n: reports.append((i, n)))
+        first = len(passes)
+        handlers.change_classes(models, session, ", ".join(reversed(names)))
+    finally:
+        hook.remove()
+    trained_text_passes = 5  # CoOp, IVLP, PromptSRC, DiSa, GalLoP (all its prompts in one pass)
+    assert first == len(IMAGENET_TEMPLATES) + trained_text_passes
+    assert len(passes) == first + trained_text_passes
+    assert reports == [(i, len(IMAGENET_TEMPLATES)) for i in range(1, len(IMAGENET_TEMPLATES) + 1)]
+    assert outcome.session.reference is None  # not a suite's class list
+
+
+def test_reference_measures_of_a_suite(models, session):
+    ref = session.reference
+    assert ref is reference.reference_for(models, handlers.DEFAULT_CLASSES) and ref.suite == "shapes"
+    assert ref.images == reference.REFERENCE_IMAGES
+    rate, random_rate = ref.pointing()
+    area = float((ref.coverage > 0).float().mean())
+    assert 0 <= rate <= 1 and random_rate == pytest.approx(area)
+    touched, random = ref.touch([1, 2, 3, models.num_patches])
+    assert touched[-1] == random[-1] == pytest.approx(1.0)  # every patch touches every object
+    assert touched[0] == pytest.approx(float(pointing_hits(ref.local_maps[:, :, 0], ref.coverage).float().mean()))
+    assert random[0] == pytest.approx(area)  # one random patch: the object's share of the patches
+    objects = (ref.coverage > 0).sum(1).numpy()
+    patches = models.num_patches
+    assert random[1] == pytest.approx(np.mean(1 - (patches - objects) * (patches - objects - 1) / (patches * (patches - 1))))
+    gallop = models.methods["gallop"]
+    suite = get_suite("ood", image_size=models.bundle.image_size)
+    images = torch.stack([models.bundle.preprocess(suite.load_image(item)) for item in suite.split("test")[:4]])
+    gallop.set_classes(session.classes)
+    expected = gallop.ood_scores(images, temperature=0.5)["mcm"].numpy()
+    np.testing.assert_allclose(ref.ood_scores("mcm", 0.5)[1][:4], expected, rtol=1e-5)
+    assert 0 <= ref.auroc("gl_mcm", 1.0) <= 1
+    assert reference.reference_for(models, ["circle", "square"]) is None
+
+
+def test_styles_reference_has_no_object_measures(models):
+    session = handlers.load_sample(models, "styles/test/3", ", ".join(inputs.sample_classes("styles/test/3"))).session
+    assert session.mask is None and session.reference.suite == "styles"
+    assert session.reference.pointing() is None and session.reference.ood_scores("mcm", 1.0) is None
+    assert handlers.disa_view(models, session, PREDICTED, 0.3, 0.5, 0)["grounding"] is None
+    assert handlers.ood_view(session, "MCM", 1.0, 1.0)["reference"] is None
+
+
+def test_trust_numbers_in_the_views(models, session):
+    disa = handlers.disa_view(models, session, PREDICTED, 0.3, 0.5, 0)
+    assert disa["reference"] == session.reference.pointing()
+    gallop = handlers.gallop_view(session, PREDICTED, [1, 2, 3, 4])
+    touched, random = session.reference.touch((1, 2, 3, 4))
+    np.testing.assert_array_equal(gallop["reference"][0], touched)
+    assert all(found["touches"] == (found["on_object"] > 0) for found in gallop["grounding"])
+    view = handlers.ood_view(session, "GL-MCM", 1.0, 1.2)
+    found = view["reference"]
+    assert found["suite"] == "shapes" and len(found["id"]) == len(found["ood"]) == reference.REFERENCE_IMAGES
+    assert found["id_kept"] == pytest.approx(float((found["id"] >= view["cutoff"]).mean()))
+    assert found["ood_kept"] == pytest.approx(float((found["ood"] >= view["cutoff"]).mean()))
+    threshold = handlers.threshold_keeping(session.reference, "GL-MCM", 1.0, 0.95, C)
+    assert handlers.ood_view(session, "GL-MCM", 1.0, threshold)["reference"]["id_kept"] >= 0.95
+
+
+def test_landing_sample_is_the_first_test_item_zero_shot_gets_right(models):
+    key = handlers.landing_sample(models)
+    suite_name, split, index = key.split("/")
+    assert suite_name == handlers.DEFAULT_SUITE and split == "test"
+    suite = get_suite(suite_name, image_size=models.bundle.image_size)
+    zeroshot = models.methods["zeroshot"]
+    zeroshot.set_classes(suite.classnames)
+    items = suite.split("test")[: int(index) + 1]
+    images = torch.stack([models.bundle.preprocess(suite.load_image(item)) for item in items])
+    with torch.no_grad():
+        right = (zeroshot.logits(images).argmax(-1) == torch.tensor([item.label for item in items])).tolist()
+    assert right == [False] * int(index) + [True]
+
+
+def test_what_each_checkpoint_was_trained_on(models, prompts):
+    assert set(models.trained_on) == {"coop"}  # the only usable checkpoint
+    record = json.loads((prompts / "coop" / "run.json").read_text())
+    names = json.loads((prompts / "coop" / "checkpoint.json").read_text())["classes"]
+    assert models.trained_on["coop"].endswith(f"({len(names)}: {', '.join(names[:4])}, …), "
+                                              f"{record['shots']} shots, seed {record['seed']}")
+    assert models.trained_on["coop"].startswith(f"{record['dataset']} {record['classes']} classes")
+    assert synth_classes(get_suite("colour_shapes").classnames[:16]) == "colour_shapes base classes"
+    assert synth_classes(["circle", "red heart"]) is None

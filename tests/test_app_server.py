@@ -5,6 +5,7 @@ from PIL import Image
 
 from app.handlers import DEFAULT_CLASSES
 from app.main import parse_args
+from vlp_core.data.synthworld import get_suite
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -28,31 +29,55 @@ def test_serves_locally_without_a_share_link(app_server):
 
 def test_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/load_sample", "/upload", "/set_classes", "/disa", "/gallop", "/ood", "/predictions",
+    assert {"/load_sample", "/upload", "/set_classes", "/disa", "/disa_mask", "/gallop", "/ood", "/predictions",
             "/attribution"} <= set(endpoints)
 
 
 def test_sliders_on_the_default_image(client):
     *_, summary, table = client.predict("(predicted class)", 0.5, 1.0, 3, api_name="/disa")
-    assert "Masked **32** of 64 patches" in summary and "Ground truth" in summary
-    assert table["headers"][0] == "class" and len(table["data"]) == 8
-    verdict = client.predict("MCM", 1.0, 3.0, api_name="/ood")
+    assert "Masked **32** of 64 patches" in summary and "How far to trust the saliency" in summary
+    assert "test images, DiSa's saliency for the true class points at the object" in summary
+    assert table["headers"][0] == "class" and len(table["data"]) == 8 and table["data"][0][1].endswith(" %")
+    verdict, histogram = client.predict("MCM", 1.0, 3.0, api_name="/ood")
     assert "out-of-distribution" in verdict  # 3x chance is out of reach for near-uniform cosines
+    assert "`shapes` test images (ID)" in verdict and histogram is not None
     maps, global_head, local_head, combined, text = client.predict(
         "square", True, 6, 5, 10, 15, 20, api_name="/gallop")
-    assert len(maps) == 4 and all("top-6" in item["caption"] for item in maps) and "**square**" in text
+    assert [item["caption"] for item in maps] == [f"prompt {n} · k = 6" for n in range(1, 5)]
+    assert "**square**" in text and "top-k on the object" in text and "k random patches" in text
     assert len(combined["confidences"]) == 5
 
 
+def test_a_huge_mask_seed_is_clamped_with_a_message(client):
+    masked, summary, _ = client.predict("(predicted class)", 0.3, 0.5, 1e30, api_name="/disa_mask")
+    assert "The mask seed 1e+30 is outside 0 … 4294967295; used 4294967295." in summary and masked is not None
+
+
+def test_a_sample_switches_the_class_list_unless_kept(client):
+    status, *_, classes, sample, upload = client.predict("scenes/test/3", "circle, square", False,
+                                                         api_name="/load_sample")
+    assert classes == ", ".join(get_suite("scenes").classnames) and "(the `scenes` classes)" in status
+    assert upload is None
+    status, *_ = client.predict("scenes/test/8", "circle, square", True, api_name="/load_sample")
+    assert "classes:** 2 (your own list)" in status
+
+
+def test_class_names_are_shown_as_text(client):
+    status, *_ = client.predict("<b>bold</b>, <B>BOLD</B>, circle", api_name="/set_classes")
+    assert "duplicate name(s): &#60;B&#62;BOLD&#60;/B&#62;" in status and "<B>" not in status
+    *_, summary, _ = client.predict("<b>bold</b>", 0.3, 0.5, 0, api_name="/disa")
+    assert "**&#60;b&#62;bold&#60;/b&#62;**" in summary and "<b>" not in summary
+
+
 def test_new_sample_and_classes_then_predictions(client):
-    status, *_ = client.predict("ood/test/3", "pentagon, flower, Flower, square", api_name="/load_sample")
+    status, *_ = client.predict("ood/test/3", "pentagon, flower, Flower, square", True, api_name="/load_sample")
     assert "ood · test/3 · flower" in status and "classes:** 3" in status and "duplicate" in status
-    *labels, table = client.predict(2, api_name="/predictions")
+    labels = client.predict(2, api_name="/predictions")
     assert len(labels) == 6
     for label in labels:
         confidences = [c["confidence"] for c in label["confidences"]]
         assert len(confidences) == 2 and 0 < sum(confidences) <= 1 + 1e-6
-    assert [row[0] for row in table["data"]] and len(table["data"]) == 3
+        assert {c["label"] for c in label["confidences"]} <= {"pentagon", "flower", "square"}
 
 
 def test_bad_input_keeps_serving(client, tmp_path):
@@ -60,14 +85,18 @@ def test_bad_input_keeps_serving(client, tmp_path):
     assert "class list is empty" in status
     not_image = tmp_path / "notes.txt"
     not_image.write_text("hello")
-    status, *_ = client.predict(gradio_client.handle_file(str(not_image)), "circle, square", api_name="/upload")
-    assert "not an image" in status
-    *_, table = client.predict(3, api_name="/predictions")
-    assert len(table["data"]) == len(DEFAULT_CLASSES)  # the previous image and class list are still there
+    status, *_, sample, upload = client.predict(gradio_client.handle_file(str(not_image)), "circle, square",
+                                                api_name="/upload")
+    assert "not an image" in status and upload is None  # the rejected file leaves the file box
+    assert sample is not None  # the sample name stays with the image still shown
+    *_, table = client.predict("(predicted class)", 0.3, 0.5, 0, api_name="/disa")
+    assert {row[0] for row in table["data"]} <= set(DEFAULT_CLASSES)  # the previous class list is still there
     gray = tmp_path / "gray.png"
     Image.new("L", (300, 200), 90).save(gray)
-    status, *_ = client.predict(gradio_client.handle_file(str(gray)), "circle, square", api_name="/upload")
+    status, *_, sample, upload = client.predict(gradio_client.handle_file(str(gray)), "circle, square",
+                                                api_name="/upload")
     assert "upload: gray.png" in status and "grayscale" in status and "Resized from 300x200" in status
+    assert sample is None and "your own list" in status  # no sample is shown any more; the list is kept
 
 
 def test_attribution_endpoint(client):
@@ -78,8 +107,8 @@ def test_attribution_endpoint(client):
 def test_two_users_keep_their_own_state(app_server):
     first, second = _client(app_server), _client(app_server)
     first.predict("heart, ring", api_name="/set_classes")
-    second.predict("shapes@painted/test/8", ", ".join(["star", "moon", "cloud"]), api_name="/load_sample")
-    *_, first_table = first.predict(5, api_name="/predictions")
-    *_, second_table = second.predict(5, api_name="/predictions")
+    second.predict("shapes@painted/test/8", ", ".join(["star", "moon", "cloud"]), True, api_name="/load_sample")
+    *_, first_table = first.predict("(predicted class)", 0.3, 0.5, 0, api_name="/disa")
+    *_, second_table = second.predict("(predicted class)", 0.3, 0.5, 0, api_name="/disa")
     assert sorted(row[0] for row in first_table["data"]) == ["heart", "ring"]
     assert sorted(row[0] for row in second_table["data"]) == ["cloud", "moon", "star"]

@@ -279,6 +279,34 @@ def test_unknown_model_lists_the_choices():
         load_clip("no-such-model")
 
 
+def test_frozen_text_kept_per_name_encodes_only_new_pairs(tiny):
+    """With keep_per_name, a request encodes only the (template, name) pairs no earlier request
+    encoded, whatever their normalisation, and gives the features of a fresh cache."""
+    kept = FrozenTextFeatures(tiny.model, tiny.tokenizer, keep_per_name=True)
+    templates = ("a photo of a {}.", "a drawing of a {}.")
+    done = []
+    kept.warm(CLASSES[:2], templates, progress=lambda i, n: done.append((i, n)))
+    assert done == [(1, 2), (2, 2)] and kept.encoder_calls == 2
+    teacher = kept(CLASSES, templates, normalize_each=False)  # one new name: one pass per template
+    single = kept(CLASSES, templates[:1])  # inside the ensemble: no pass
+    assert kept.encoder_calls == 4
+    fresh = FrozenTextFeatures(tiny.model, tiny.tokenizer)
+    torch.testing.assert_close(teacher, fresh(CLASSES, templates, normalize_each=False), atol=1e-6, rtol=0)
+    torch.testing.assert_close(single, fresh(CLASSES, templates[:1]), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="keep_per_name"):
+        fresh.warm(CLASSES, templates)
+    tokenized = []
+
+    def counting_tokenizer(texts):
+        tokenized.extend(texts)
+        return tiny.tokenizer(texts)
+
+    grouped = FrozenTextFeatures(tiny.model, counting_tokenizer, keep_per_name=True)
+    grouped.warm(CLASSES, templates)
+    assert grouped.encoder_calls == 2 * len(templates)  # names of 2 and of 8 tokens: a pass per length
+    assert sorted(tokenized) == sorted([*CLASSES, *[t.format(c) for t in templates for c in CLASSES]])
+    torch.testing.assert_close(grouped(CLASSES, templates, normalize_each=False), teacher, atol=1e-6, rtol=0)
+
 def test_logit_scale_is_frozen_and_finite(tiny):
     assert not tiny.model.logit_scale.requires_grad
     assert math.isfinite(tiny.model.logit_scale.exp().item())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,14 +16,23 @@ class FrozenTextFeatures:
 
     `encoder_calls` counts the text-encoder passes actually run, so callers (and tests) can check
     that nothing is recomputed inside a training step.
+
+    keep_per_name: also keep the raw features of every (template, name) pair encoded, so a request
+    that shares pairs with earlier ones (a class list with a few new names, a single template that
+    is part of an ensemble asked for before) encodes only the pairs it has not seen; names of equal
+    token count are encoded together, so a list of short and long names pads little. Costs one (D,)
+    vector per pair kept; the app turns it on, training runs (one class list each) do not need it.
     """
 
-    def __init__(self, model: nn.Module, tokenizer, batch_size: int = 512):
+    def __init__(self, model: nn.Module, tokenizer, batch_size: int = 512, keep_per_name: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.keep_per_name = keep_per_name
         self.encoder_calls = 0
         self._cache: dict[tuple, Tensor] = {}
+        self._pairs: dict[tuple[str, str], Tensor] = {}  # (template, name) -> (D,) raw, with keep_per_name
+        self._name_tokens: dict[str, int] = {}  # name -> its token count, the same in every template
 
     def __call__(self, class_names: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",),
                  normalize_each: bool = True) -> Tensor:
@@ -34,23 +43,63 @@ class FrozenTextFeatures:
         """
         key = (tuple(class_names), tuple(templates), normalize_each)
         if key not in self._cache:
-            self._cache[key] = self._encode(key[0], key[1], normalize_each)
+            self._cache[key] = self._combine(key[0], key[1], normalize_each)
         return self._cache[key]
 
+    def warm(self, class_names: Sequence[str], templates: Sequence[str],
+             progress: Callable[[int, int], None] | None = None) -> None:
+        """Encode and keep every (template, name) pair not kept yet (needs `keep_per_name`), calling
+        `progress(done, len(templates))` after each template, so a long class list can show how far
+        it is; later requests for these names and templates only combine kept features."""
+        if not self.keep_per_name:
+            raise ValueError("warm keeps features per (template, name): build with keep_per_name=True")
+        for done, template in enumerate(templates, start=1):
+            self._raw(tuple(class_names), template)
+            if progress is not None:
+                progress(done, len(templates))
+
     @torch.no_grad()
-    def _encode(self, class_names: tuple[str, ...], templates: tuple[str, ...], normalize_each: bool) -> Tensor:
-        """Constant features: computed with autocast off, so they are in the model's own precision
+    def _combine(self, class_names: tuple[str, ...], templates: tuple[str, ...], normalize_each: bool) -> Tensor:
+        """(C, D) normalised mean over templates of the raw or the normalised features."""
+        per_template = []
+        for template in templates:
+            features = self._raw(class_names, template)
+            per_template.append(F.normalize(features, dim=-1) if normalize_each else features)
+        return F.normalize(torch.stack(per_template).mean(0), dim=-1)
+
+    @torch.no_grad()
+    def _raw(self, class_names: tuple[str, ...], template: str) -> Tensor:
+        """(C, D) features of `template` filled with each name, from the kept pairs where possible."""
+        if not self.keep_per_name:
+            return self._encode(class_names, template)
+        missing = [name for name in dict.fromkeys(class_names) if (template, name) not in self._pairs]
+        for group in self._same_length(missing):
+            self._pairs.update({(template, name): row for name, row in zip(group, self._encode(group, template))})
+        return torch.stack([self._pairs[(template, name)] for name in class_names])
+
+    def _same_length(self, class_names: list[str]) -> list[list[str]]:
+        """The names grouped by token count (in a template, a name's tokens are the same in any
+        sequence, so a group's sequences end together and need no padding). Each name is
+        tokenized alone once, whatever the number of templates."""
+        new = [name for name in class_names if name not in self._name_tokens]
+        for name, ids in zip(new, self.tokenizer(new) if new else []):
+            self._name_tokens[name] = int(ids.argmax())  # [EOT], the largest id, ends the name's tokens
+        groups: dict[int, list[str]] = {}
+        for name in class_names:
+            groups.setdefault(self._name_tokens[name], []).append(name)
+        return list(groups.values())
+
+    def _encode(self, class_names: Sequence[str], template: str) -> Tensor:
+        """(C, D) raw features, in batches of `batch_size` sequences (the prompt prefix shared).
+
+        Constant features: computed with autocast off, so they are in the model's own precision
         (float32 for CLIP) even when first asked for inside a mixed-precision training step."""
         device = self.model.token_embedding.weight.device
-        per_template = []
+        texts = [template.format(name) for name in class_names]
+        chunks = []
         with torch.autocast(device.type, enabled=False):
-            for template in templates:
-                texts = [template.format(name) for name in class_names]
-                chunks = []
-                for start in range(0, len(texts), self.batch_size):
-                    ids = self.tokenizer(texts[start : start + self.batch_size]).to(device)
-                    features = encode_text_prompted(self.model, ids)  # trims padding: faster
-                    chunks.append(F.normalize(features, dim=-1) if normalize_each else features)
-                    self.encoder_calls += 1
-                per_template.append(torch.cat(chunks))
-        return F.normalize(torch.stack(per_template).mean(0), dim=-1)
+            for start in range(0, len(texts), self.batch_size):
+                ids = self.tokenizer(texts[start : start + self.batch_size]).to(device)
+                chunks.append(encode_text_prompted(self.model, ids))  # trims padding: faster
+                self.encoder_calls += 1
+        return torch.cat(chunks)
