@@ -166,8 +166,9 @@ everything runs offline; every prompted code path it exercises is the one ViT-B/
 ## How it was trained, and why
 
 Command: `vlp pretrain-synth --image-steps {config['image_steps']} --text-steps {config['text_steps']} --seed {config['seed']}`
-({training['device']}, {training['threads']} CPU threads: image tower {minutes['image']:.0f} min, text tower
-{minutes['text']:.0f} min). Locked-image tuning (LiT, Zhai et al. 2022), in two stages:
+({training['device']}, {training['threads']} CPU thread{'s' if training['threads'] > 1 else ''}: image tower {minutes['image']:.0f} min, text tower
+{minutes['text']:.0f} min, wall-clock as `training.json` records it; these grow with other work on the same
+cores). Locked-image tuning (LiT, Zhai et al. 2022), in two stages:
 
 1. **Image tower** ({config['image_steps']} steps x {config['image_batch_size']} images, AdamW lr {config['lr']},
    weight decay {config['image_weight_decay']}): cosine classifiers on the pooled embedding for every factor that
