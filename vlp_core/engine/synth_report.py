@@ -251,6 +251,7 @@ The tests recompute these on fewer images and check them against the same precon
 def write_model_card(out_dir: Path, training: dict, seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
     """Measure the model in `out_dir`, write MODEL_CARD.md and diagnosis.json beside it; -> the report."""
     report = card_report(load_clip(str(out_dir)), seeds)
+    report.update(model=out_dir.name, pretrained="pretrain-synth")  # the folder's name, not its path
     (out_dir / "diagnosis.json").write_text(json.dumps(report, indent=2))
     (out_dir / "MODEL_CARD.md").write_text(model_card(report, training))
     return report
