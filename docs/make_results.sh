@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce docs/results/: every SynthWorld run behind docs/results.md (about 1.5 CPU-hours).
+# Reproduce docs/results/: every SynthWorld run behind docs/results.md (under two CPU-hours).
 #   bash docs/make_results.sh        # everything, one part after the other
 #   bash docs/make_results.sh a      # part a only (base-to-novel, OOD, DiSa ablations); b likewise
 # The two parts are independent and can run at the same time (one core each: OMP_NUM_THREADS=1).
