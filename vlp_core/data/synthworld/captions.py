@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vlp_core.data.synthworld.attributes import COLOURS, HELD_OUT_COMBOS, OOD_SHAPES, PATTERNS, SHAPES, STYLES, article
+from vlp_core.data.synthworld.attributes import ALL_SHAPES, COLOURS, HELD_OUT_COMBOS, PATTERNS, STYLES, article
 from vlp_core.data.synthworld.render import ObjectSpec, SceneSpec
 
 STYLE_NOUNS: dict[str, str] = {
@@ -83,7 +83,7 @@ def _frequency_ranks(names: tuple[str, ...], seed: int) -> dict[str, int]:
 # Web text names some things far more often than others (a long tail): the word of rank r appears
 # `tail ** r` times as often as the most common one of its kind (see the `*_tail` rates).
 WORD_RANKS: dict[str, dict[str, int]] = {
-    "shape": _frequency_ranks(SHAPES + OOD_SHAPES, 11), "colour": _frequency_ranks(tuple(COLOURS), 12),
+    "shape": _frequency_ranks(ALL_SHAPES, 11), "colour": _frequency_ranks(tuple(COLOURS), 12),
     "pattern": _frequency_ranks(PATTERNS, 13), "style": _frequency_ranks(STYLES, 14),
 }
 
