@@ -151,8 +151,14 @@ def browser_timings(models, repeats: int) -> None:
                 _report_step(f"{tab}: {label}", steps, [t for t in collector.get_all() if t["fn_name"] == event])
             page.get_by_role("tab", name="DiSa saliency").click()
             for size in CLASS_LIST_SIZES:
+                collector.clear()
                 report(f"apply {size} new class names (browser)", [_apply(page, size, next(NEW_WORDS))
                                                                     for _ in range(2 if size > 100 else 3)])
+                traces = collector.get_all()
+                server = {name: statistics.median(t["total_ms"] for t in traces if t["fn_name"].startswith(name))
+                          for name in ("set_classes", "refresh") if any(t["fn_name"].startswith(name) for t in traces)}
+                print(f"{'':48s} server p50 ms: " + " · ".join(f"{k} {v:.0f}" for k, v in server.items())
+                      + " (encode the names, then redraw every view)")
             browser.close()
     finally:
         demo.close()
@@ -165,8 +171,12 @@ def _report_step(name: str, steps: list, traces: list[dict]) -> None:
     server = {phase: statistics.median(t[f"{phase}_ms"] for t in traces) for phase in PHASES} if traces else {}
     phases = " · ".join(f"{phase} {value:.1f}" for phase, value in server.items())
     rest = statistics.median(browser_ms) - server.get("total", 0.0)
+    fetched = [size for _, size in steps if size > 0]  # a picture seen before comes from the browser's cache
+    pictures = (f"pictures fetched {statistics.median(fetched) / 1024:.1f} KiB per step that fetched any"
+                f" ({len(fetched)} of {len(steps)} steps; the others reused pictures the browser had)"
+                if fetched else "no pictures fetched")
     print(f"{'':48s} server p50 ms: {phases}; the rest (requests, stream, picture fetch, render) {rest:.1f};"
-          f" pictures fetched {statistics.median(size for _, size in steps) / 1024:.1f} KiB per step")
+          f" {pictures}")
 
 
 def _apply(page, size: int, word: str) -> float:

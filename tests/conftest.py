@@ -1,11 +1,18 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# `pytest` runs one worker per core (pytest-xdist, see pyproject.toml): each worker, and each notebook
+# kernel it starts, uses its share of the cores instead of all of them
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 import pytest
 import torch
 
 from vlp_core.backbone import load_clip
+
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
 
 
 @pytest.fixture(scope="session")

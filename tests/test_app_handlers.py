@@ -170,19 +170,23 @@ def test_ood_view_equals_the_method_and_thresholds(models, session):
 
 
 def test_slider_handlers_reuse_the_cache(models, session):
-    """Sliders run no text pass; GalLoP/OOD/predictions no image pass; DiSa only its two masked forwards."""
-    calls = []
-    hook = models.bundle.model.visual.conv1.register_forward_hook(lambda *_: calls.append(1))
+    """Sliders run no text pass; GalLoP/OOD/predictions no image pass; DiSa only its two masked forwards,
+    which share one run of the stem (none while DiSa still holds the image's stem tokens)."""
+    visual = models.bundle.model.visual
+    passes, stem_runs = [], []
+    hooks = [visual.ln_pre.register_forward_hook(lambda *_: passes.append(1)),  # once per image-tower pass
+             visual.conv1.register_forward_hook(lambda *_: stem_runs.append(1))]
     text_calls = models.methods["zeroshot"].frozen_text.encoder_calls
     try:
         handlers.gallop_view(session, PREDICTED, 3)
         handlers.ood_view(session, "MCM", 1.0, 1.0)
         handlers.predictions_view(models, session, 3)
-        assert calls == []
+        assert passes == [] and stem_runs == []
         handlers.disa_view(models, session, "ring", 0.6, 0.8, seed=1)
-        assert len(calls) == 2
+        assert len(passes) == 2 and len(stem_runs) <= 1
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
     assert models.methods["zeroshot"].frozen_text.encoder_calls == text_calls
 
 

@@ -27,7 +27,8 @@ from vlp_core.methods.disa import DiSa, DiSaConfig
 from vlp_core.methods.gallop import GalLoP, GalLoPConfig
 from vlp_core.methods.ivlp import IVLP, IVLPConfig
 from vlp_core.methods.promptsrc import PromptSRC, PromptSRCConfig
-from vlp_core.methods.templates import IMAGENET_TEMPLATES
+from vlp_core.backbone.tokens import TemplateFiller, seam_is_safe
+from vlp_core.methods.templates import COOP_TEMPLATES, IMAGENET_80_TEMPLATES, IMAGENET_TEMPLATES
 
 CLASSES = ["red circle", "blue square", "a very long class name with many words"]
 
@@ -295,17 +296,43 @@ def test_frozen_text_kept_per_name_encodes_only_new_pairs(tiny):
     torch.testing.assert_close(single, fresh(CLASSES, templates[:1]), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="keep_per_name"):
         fresh.warm(CLASSES, templates)
-    tokenized = []
+    encoded = []
+    counting = copy.copy(tiny.tokenizer)
+    counting.encode = lambda text: encoded.append(text) or tiny.tokenizer.encode(text)
+    mixed = FrozenTextFeatures(tiny.model, counting, keep_per_name=True)
+    mixed.warm(CLASSES, templates)
+    assert mixed.encoder_calls == len(templates)  # names of 2 and of 8 tokens in one pass per template
+    assert sorted(encoded) == sorted([*CLASSES, "a photo of a ", ".", "a drawing of a "])  # each part once
+    torch.testing.assert_close(mixed(CLASSES, templates, normalize_each=False), teacher, atol=1e-6, rtol=0)
 
-    def counting_tokenizer(texts):
-        tokenized.extend(texts)
-        return tiny.tokenizer(texts)
 
-    grouped = FrozenTextFeatures(tiny.model, counting_tokenizer, keep_per_name=True)
-    grouped.warm(CLASSES, templates)
-    assert grouped.encoder_calls == 2 * len(templates)  # names of 2 and of 8 tokens: a pass per length
-    assert sorted(tokenized) == sorted([*CLASSES, *[t.format(c) for t in templates for c in CLASSES]])
-    torch.testing.assert_close(grouped(CLASSES, templates, normalize_each=False), teacher, atol=1e-6, rtol=0)
+NAMES_AT_SEAMS = ["st. bernard's", "o'neill", "it's", "mr. x.", "3d printer", "a&w root beer", "café",
+                  "<end_of_text>", "  spaced   name ", "x" * 90, "don't", "'s", "''", "...", "Great White Shark",
+                  "t-shirt", "(parenthesis)", "name{}", "500", "a.b", "tab\tname", "'quoted'", "", " "]
+TEMPLATES_AT_SEAMS = ["{}", "{}'s photo", "a photo of a {}, a type of pet.", "x{}y", "'{}'", "a {{}} {}",
+                      "it's a {}", "a photo of a {}s.", "a {}.!"]
+
+
+@pytest.mark.parametrize("context_length", [77, 32])
+def test_template_filler_equals_the_tokenizer(context_length):
+    """Composed ids equal the tokenizer's on every template of the ensembles and CoOp, on names
+    that meet the templates at letters, digits, apostrophes, punctuation, markup and spaces, and
+    where the tokenizer cuts at the context length."""
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
+    filler = TemplateFiller(tokenizer)
+    for template in (*IMAGENET_80_TEMPLATES, *COOP_TEMPLATES.values(), *TEMPLATES_AT_SEAMS):
+        expected = tokenizer([template.format(name) for name in NAMES_AT_SEAMS])
+        assert torch.equal(filler.fill(template, NAMES_AT_SEAMS), expected), template
+    assert filler.fill("a photo of a {}.", []).shape == (0, context_length)
+
+
+def test_template_filler_seams_and_fallback():
+    assert seam_is_safe("a photo of a ", "cat") and seam_is_safe("cat", ".") and seam_is_safe("a ", "3d")
+    assert not seam_is_safe("x", "y") and not seam_is_safe("st.", ".") and not seam_is_safe("'", "s")
+    assert seam_is_safe("dog", "'s")  # a contraction starts at the apostrophe either way
+    plain = lambda texts: torch.tensor([[len(t)] for t in texts])  # not CLIP's tokenizer: texts filled whole
+    torch.testing.assert_close(TemplateFiller(plain).fill("a {}.", ["cat", "horse"]), torch.tensor([[6], [8]]))
+
 
 def test_logit_scale_is_frozen_and_finite(tiny):
     assert not tiny.model.logit_scale.requires_grad

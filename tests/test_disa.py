@@ -280,6 +280,34 @@ def test_cir_and_dir_off_equals_promptsrc(tiny, batch):
     assert torch.equal(ours["total"], theirs["total"])
 
 
+@pytest.mark.parametrize("mask_mode", ["drop_tokens", "zero_pixels"])
+def test_a_step_runs_the_frozen_stem_once_and_gives_the_same_loss_and_gradients(tiny, batch, monkeypatch, mask_mode):
+    """The prompted, frozen and masked passes of a DiSa step share one run of the stem (its tokens
+    do not depend on the prompts), bit for bit what each pass running it again gives."""
+    images, labels = batch
+    stem_runs = []
+    handle = tiny.model.visual.conv1.register_forward_hook(lambda *_: stem_runs.append(1))
+    try:
+        shared = _disa(tiny, batch, mask_mode=mask_mode)
+        stem_runs.clear()
+        terms = shared.loss(images, labels)
+        assert len(stem_runs) == (1 if mask_mode == "drop_tokens" else 2)  # blanked pixels: a stem of their own
+        terms["total"].backward()
+        alone = _disa(tiny, batch, mask_mode=mask_mode)
+        monkeypatch.setattr(alone, "image_tokens", lambda images: None)
+        stem_runs.clear()
+        expected = alone.loss(images, labels)
+        assert len(stem_runs) == 3
+        expected["total"].backward()
+    finally:
+        handle.remove()
+    assert terms.keys() == expected.keys() and all(torch.equal(terms[k], expected[k]) for k in terms)
+    for (name, a), b in zip(shared.named_parameters(), alone.parameters()):
+        assert b.grad.abs().max() > 0 and torch.equal(a.grad, b.grad), name
+    with torch.inference_mode():  # inference tensors have no version counter: each pass runs the stem
+        torch.testing.assert_close(shared.logits(images.clone()), alone.logits(images.clone()), atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("switch,term", [("use_sr", "sr_logits"), ("use_cir", "cir"), ("use_dir", "dir")])
 def test_each_component_turns_off_alone(tiny, batch, switch, term):
     images, labels = batch

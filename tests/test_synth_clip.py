@@ -14,14 +14,15 @@ from vlp_core.data.synthworld import CLASSIFICATION_SUITES
 from vlp_core.engine.synth_report import PRECONDITIONS, card_report, compositional_transfer
 
 N_TEST = 200
+pytestmark = pytest.mark.xdist_group("synth_clip_report")  # one worker computes the report for all
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept for the worker's whole run: its tests may not run back to back
 def report():
     return card_report(load_clip("synth-clip"), seeds=(1,), n_test=N_TEST)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rows(report):
     return {row["dataset"]: row for row in report["datasets"]}
 
@@ -39,21 +40,13 @@ def test_every_classification_suite_and_style_domain_is_measured(rows):
     assert set(rows) == set(CLASSIFICATION_SUITES)
 
 
-# `styles` is the one suite where the model misses two preconditions, as its card says: five
-# whole-picture classes that the image tower separates almost perfectly and whose words every caption
-# style names often enough, so zero-shot (93 %) sits at the probe (93 %). Strict: if it ever meets
-# them, these tests say so and the card's account must change.
-STYLES_MISS = pytest.mark.xfail(strict=True, reason="synth-clip misses the zero-shot band and headroom on `styles`")
-WITH_STYLES_MISSED = [pytest.param(s, marks=STYLES_MISS) if s == "styles" else s for s in CLASSIFICATION_SUITES]
-
-
-@pytest.mark.parametrize("suite", WITH_STYLES_MISSED)
+@pytest.mark.parametrize("suite", CLASSIFICATION_SUITES)
 def test_zero_shot_is_in_the_band(rows, suite):
     low, high = PRECONDITIONS.zero_shot_band
     assert low <= rows[suite]["zero_shot"] <= high, rows[suite]
 
 
-@pytest.mark.parametrize("suite", WITH_STYLES_MISSED)
+@pytest.mark.parametrize("suite", CLASSIFICATION_SUITES)
 def test_frozen_features_have_headroom_over_zero_shot(rows, suite):
     assert rows[suite]["headroom"] >= PRECONDITIONS.min_headroom, rows[suite]
 

@@ -15,17 +15,19 @@ import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 from torch import Tensor, nn
 
+from vlp_core.backbone.tokens import TemplateFiller
+
 PLACEHOLDER = "X"
 
 
 def prompt_token_ids(tokenizer, class_names: list[str], n_ctx: int, template: str = "{}.") -> Tensor:
     """Token ids of `[SOT] X*n_ctx <template filled with the class name> [EOT] pad` -> (C, L).
 
-    Positions 1..n_ctx hold placeholders that the prompted text forward replaces.
+    Positions 1..n_ctx hold placeholders that the prompted text forward replaces. Composed from
+    the template's and the names' own tokens where that is exact (`TemplateFiller`).
     """
     prefix = " ".join([PLACEHOLDER] * n_ctx)
-    texts = [f"{prefix} {template.format(name)}".strip() for name in class_names]
-    return tokenizer(texts)
+    return TemplateFiller(tokenizer).fill(f"{prefix} {template}".strip(), class_names)
 
 
 def init_context(model: nn.Module, tokenizer, text: str, n_ctx: int) -> Tensor:
@@ -276,6 +278,7 @@ def encode_image_prompted(
     local_proj: nn.Module | None = None,
     attentions: bool = False,
     hidden: list[Tensor] | None = None,
+    tokens: Tensor | None = None,
 ) -> VisionOutput:
     """Prompted image forward; tokens are `[CLS, kept patches, prompts]`.
 
@@ -287,11 +290,13 @@ def encode_image_prompted(
         value-only local features of the last block (through `local_proj` before `proj` when
         given), and every block's attention maps.
     hidden: if a list is given, the input of every block (B, T, Dv) is appended to it.
+    tokens: `patch_tokens(model.visual, images)` (B, 1 + P, Dv) when already computed: the stem is
+        frozen, so passes over the same images can share its output instead of running it again.
     """
     if deep_ctx is not None and ctx is None:
         raise ValueError("deep vision prompts replace the prompt tokens that `ctx` appends: pass `ctx` too")
     visual = model.visual
-    x = patch_tokens(visual, images)
+    x = patch_tokens(visual, images) if tokens is None else tokens
     num_patches = x.shape[1] - 1
     if drop is not None:
         kept = keep_indices(drop, num_patches)

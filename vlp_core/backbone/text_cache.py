@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp_core.backbone.prompted import encode_text_prompted
+from vlp_core.backbone.tokens import TemplateFiller
 
 
 class FrozenTextFeatures:
@@ -19,9 +20,12 @@ class FrozenTextFeatures:
 
     keep_per_name: also keep the raw features of every (template, name) pair encoded, so a request
     that shares pairs with earlier ones (a class list with a few new names, a single template that
-    is part of an ensemble asked for before) encodes only the pairs it has not seen; names of equal
-    token count are encoded together, so a list of short and long names pads little. Costs one (D,)
+    is part of an ensemble asked for before) encodes only the pairs it has not seen. Costs one (D,)
     vector per pair kept; the app turns it on, training runs (one class list each) do not need it.
+
+    Token ids are composed from each template's and each name's own tokens (`TemplateFiller`), and
+    a template's names run in one encoder pass per `batch_size` names (sorted by token count, so a
+    pass pads little), the template's words before the name run once per pass (shared prefix).
     """
 
     def __init__(self, model: nn.Module, tokenizer, batch_size: int = 512, keep_per_name: bool = False):
@@ -32,7 +36,7 @@ class FrozenTextFeatures:
         self.encoder_calls = 0
         self._cache: dict[tuple, Tensor] = {}
         self._pairs: dict[tuple[str, str], Tensor] = {}  # (template, name) -> (D,) raw, with keep_per_name
-        self._name_tokens: dict[str, int] = {}  # name -> its token count, the same in every template
+        self._filler = TemplateFiller(tokenizer)
 
     def __call__(self, class_names: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",),
                  normalize_each: bool = True) -> Tensor:
@@ -73,21 +77,9 @@ class FrozenTextFeatures:
         if not self.keep_per_name:
             return self._encode(class_names, template)
         missing = [name for name in dict.fromkeys(class_names) if (template, name) not in self._pairs]
-        for group in self._same_length(missing):
-            self._pairs.update({(template, name): row for name, row in zip(group, self._encode(group, template))})
+        if missing:
+            self._pairs.update({(template, name): row for name, row in zip(missing, self._encode(missing, template))})
         return torch.stack([self._pairs[(template, name)] for name in class_names])
-
-    def _same_length(self, class_names: list[str]) -> list[list[str]]:
-        """The names grouped by token count (in a template, a name's tokens are the same in any
-        sequence, so a group's sequences end together and need no padding). Each name is
-        tokenized alone once, whatever the number of templates."""
-        new = [name for name in class_names if name not in self._name_tokens]
-        for name, ids in zip(new, self.tokenizer(new) if new else []):
-            self._name_tokens[name] = int(ids.argmax())  # [EOT], the largest id, ends the name's tokens
-        groups: dict[int, list[str]] = {}
-        for name in class_names:
-            groups.setdefault(self._name_tokens[name], []).append(name)
-        return list(groups.values())
 
     def _encode(self, class_names: Sequence[str], template: str) -> Tensor:
         """(C, D) raw features, in batches of `batch_size` sequences (the prompt prefix shared).
@@ -95,11 +87,13 @@ class FrozenTextFeatures:
         Constant features: computed with autocast off, so they are in the model's own precision
         (float32 for CLIP) even when first asked for inside a mixed-precision training step."""
         device = self.model.token_embedding.weight.device
-        texts = [template.format(name) for name in class_names]
-        chunks = []
+        ids = self._filler.fill(template, class_names)
+        order = ids.argmax(dim=-1).argsort(stable=True)  # by length ([EOT], the largest id, ends each)
+        projection = self.model.text_projection
+        features = projection.new_empty(len(class_names), projection.shape[-1])
         with torch.autocast(device.type, enabled=False):
-            for start in range(0, len(texts), self.batch_size):
-                ids = self.tokenizer(texts[start : start + self.batch_size]).to(device)
-                chunks.append(encode_text_prompted(self.model, ids))  # trims padding: faster
+            for start in range(0, len(ids), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                features[rows.to(device)] = encode_text_prompted(self.model, ids[rows].to(device))  # trims padding
                 self.encoder_calls += 1
-        return torch.cat(chunks)
+        return features

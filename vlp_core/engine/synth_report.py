@@ -122,17 +122,6 @@ def _row_cells(row: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-STYLES_MISS = """
-
-Why `styles` misses: its five classes are whole-picture properties (a style changes every pixel) that
-the image tower separates almost perfectly, and with five words even the rarest style word is named in
-about 2 % of the captions of its pictures, hundreds of times over the text stage, so the text prior is as good as the
-16-shot probe, which is itself limited by 16 shots (the class means score lower than zero-shot). The
-long tail that creates headroom on the object suites cannot, for so few classes, without making the
-common words' share unrealistic. Prompt learning has little to gain on `styles`; it remains a
-domain-shift test bed (`shapes@<style>` and the `dg` protocol)."""
-
-
 def _zero_shot(report: dict, dataset: str) -> float:
     return next(row["zero_shot"] for row in report["datasets"] if row["dataset"] == dataset)
 
@@ -141,6 +130,7 @@ def model_card(report: dict, training: dict, p: Preconditions = PRECONDITIONS) -
     """MODEL_CARD.md: how synth-clip was trained (`training`: config, stage times, device) and every
     precondition as measured in `report` (`card_report`)."""
     from vlp_core.data.synthworld import HELD_OUT_COMBOS
+    from vlp_core.data.synthworld.captions import CAPTION_RATES as rates
     from vlp_core.engine.pretrain_synth import SYNTH_CONV_STEM, SYNTH_MODEL_CFG, SYNTH_STEM_DEPTH
 
     config, cfg = training["config"], SYNTH_MODEL_CFG
@@ -153,8 +143,6 @@ def model_card(report: dict, training: dict, p: Preconditions = PRECONDITIONS) -
     failures = precondition_failures(report, p)
     verdict = ("Every precondition below holds." if not failures else
                "Preconditions missed:\n" + "\n".join(f"- {f}" for f in failures))
-    if any(f.startswith("`styles`") for f in failures):
-        verdict += STYLES_MISS
     held = ", ".join(f"{c} {s}" for c, s in HELD_OUT_COMBOS)
     minutes = {stage: seconds / 60 for stage, seconds in training["seconds"].items()}
     return f"""# synth-clip
@@ -180,8 +168,8 @@ cores). Locked-image tuning (LiT, Zhai et al. 2022), in two stages:
    temperature) against the locked image tower, on captions written the way alt-text is: each attribute
    named only some of the time, sometimes with a synonym ("oval", "plus sign"), and with a long tail of
    word frequencies: of each kind (shape, colour, pattern, style) the most common word is named in most
-   captions that could name it and the r-th most common `tail ** r` times as often (tails 0.65 for
-   shapes, 0.55 colours, 0.35 patterns, 0.45 styles; `vlp_core/data/synthworld/captions.py` has the
+   captions that could name it and the r-th most common `tail ** r` times as often (tails {rates.shape_tail} for
+   shapes, {rates.colour_tail} colours, {rates.pattern_tail} patterns, {rates.style_tail} styles; `vlp_core/data/synthworld/captions.py` has the
    ranks and rates).
 
 Why: contrastive training of both towers on captions did not teach a ViT this world's shapes within a
@@ -198,7 +186,8 @@ and domains, zero-shot MCM AUROC of `ood` vs `shapes`):
 | look-alike names, rates 0.3 shape / 0.2 colour / 0.2 pattern | 87.7 / 93.8 | -0.8 | 63.3 |
 | look-alike names, rates 0.45 / 0.3 / 0.3 | 79.3 / 93.6 | +3.8 | 54.7 |
 | long tail, tails 0.8 / 0.7 / 0.5 / 0.6 | 86.0 / 93.1 | -0.9 | 84.4 |
-| **long tail, tails 0.65 / 0.55 / 0.35 / 0.45 (this model)** | {_zero_shot(report, 'shapes'):.1f} / {_zero_shot(report, 'colour_shapes'):.1f} | {mean_headroom:+.1f} | {ood['auroc']:.1f} |
+| long tail, tails 0.65 / 0.55 / 0.35 / 0.45 | 64.7 / 70.7 | +18.4 | 70.2 |
+| **long tail, tails {rates.shape_tail} / {rates.colour_tail} / {rates.pattern_tail} / {rates.style_tail} (this model)** | {_zero_shot(report, 'shapes'):.1f} / {_zero_shot(report, 'colour_shapes'):.1f} | {mean_headroom:+.1f} | {ood['auroc']:.1f} |
 
 With every word equally common the text prior is as good as the probe (zero-shot at or above the
 16-shot probe: nothing to learn); look-alike names blur neighbouring classes but an argmax is robust
@@ -209,6 +198,15 @@ wrong: the gap prompt learning closes on real data. The per-patch objective on t
 states the premise that GalLoP's local prompts rely on (real CLIPs show it without being told; a
 model this small trained this briefly does not). The probes of rows 1 and 3 used one few-shot seed
 (1), the others seeds 1-3.
+
+The style words need the steepest tail. `styles` has five classes, whole-picture properties that the
+image tower separates almost perfectly; with a style tail of 0.45 even the rarest style word was named
+hundreds of times over the text stage, and `styles` missed two preconditions (zero-shot 92.8 %, above
+the band, and headroom +0.5 points). Measured on the same locked image tower (one few-shot seed):
+style tail 0.25 gives `styles` zero-shot 68.8 % (headroom +24.8) with every other precondition met
+(this model); 0.15 gives 53.6 % but the held-out colour-shape combinations fall 12.7 points below the
+seen ones (asked: at most 10), so 0.25 was kept. Only the style mentions of the captions differ
+between these runs.
 
 - Architecture: ViT {vision['layers']} blocks x width {vision['width']} on a {grid}x{grid} patch grid at
   {vision['image_size']} px; the patchify convolution is replaced by a convolutional stem ({len(SYNTH_CONV_STEM)} stages of

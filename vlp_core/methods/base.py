@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures
+from vlp_core.backbone.prompted import patch_tokens
 from vlp_core.methods.draws import Generators
 from vlp_core.methods.ood import mcm
 
@@ -74,6 +75,7 @@ class PromptMethod(nn.Module, ABC):
         self.generator = torch.Generator()  # the method's own random draws in training (CPU)
         self._image_seeds: list[int] | None = None  # inside `drawing_per_image`
         self._image_generators: list[torch.Generator] | None = None
+        self._stem: tuple | None = None  # (images, their version, autocast state, their stem tokens)
 
     @property
     def device(self) -> torch.device:
@@ -116,6 +118,21 @@ class PromptMethod(nn.Module, ABC):
         if self._image_generators is None:
             self._image_generators = [torch.Generator().manual_seed(seed) for seed in self._image_seeds]
         return self._image_generators
+
+    def image_tokens(self, images: Tensor) -> Tensor | None:
+        """The frozen stem's tokens of `images` (B, 3, S, S) -> (B, 1 + P, Dv) (`patch_tokens`),
+        computed once per batch: a training step passes the same images through the image tower two
+        or three times (prompted, frozen, masked) and everything before the prompts is frozen, so the
+        passes share one run of the stem. None (each pass runs the stem) when the pixels need
+        gradients, as attributions do, or are inference tensors (no version counter to check)."""
+        if images.requires_grad or images.is_inference():
+            return None
+        device = images.device.type
+        autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+        if self._stem is None or self._stem[0] is not images or self._stem[1:3] != (images._version, autocast):
+            with torch.no_grad():
+                self._stem = (images, images._version, autocast, patch_tokens(self.clip.model.visual, images))
+        return self._stem[3]
 
     def prepare_training(self, images_by_batch: Iterable[tuple[Tensor, Tensor]]) -> None:
         """Called once before training with (images, labels) batches of the training split

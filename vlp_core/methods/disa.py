@@ -204,7 +204,8 @@ class DiSa(PromptSRC):
         if prompted:
             return self.image_features(images, drop)
         with torch.no_grad():
-            return F.normalize(encode_image_prompted(self.clip.model, images, drop=drop).pooled, dim=-1)
+            frozen = encode_image_prompted(self.clip.model, images, drop=drop, tokens=self.image_tokens(images))
+            return F.normalize(frozen.pooled, dim=-1)
 
     @torch.no_grad()
     def explain_cache(self, image: Tensor) -> "DiSaExplainCache":
@@ -213,7 +214,7 @@ class DiSa(PromptSRC):
             raise ValueError(f"explain takes one image (1, 3, S, S), got {tuple(image.shape)}")
         scale, image = self.logit_scale, image.to(self.device)
         teacher, text = self.teacher_text, self.text_features()
-        frozen = encode_image_prompted(self.clip.model, image, patches=True)
+        frozen = encode_image_prompted(self.clip.model, image, patches=True, tokens=self.image_tokens(image))
         return DiSaExplainCache(
             method=self, image=image, frozen_patches=frozen.patches, text=text, teacher=teacher,
             prompted_full=torch.softmax(scale * self.image_features(image) @ text.T, dim=-1)[0],

@@ -70,5 +70,6 @@ class IVLP(CoOp):
 
     def image_features(self, images: Tensor, drop: Tensor | None = None) -> Tensor:
         """images (B, 3, S, S), optional (B, M) patch indices to drop -> (B, D) normalised f̂_p."""
-        out = encode_image_prompted(self.clip.model, images, self.vision_ctx, self.vision_deep, drop)
+        out = encode_image_prompted(self.clip.model, images, self.vision_ctx, self.vision_deep, drop,
+                                    tokens=self.image_tokens(images))
         return F.normalize(out.pooled, dim=-1)

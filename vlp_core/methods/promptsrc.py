@@ -115,7 +115,7 @@ class PromptSRC(IVLP):
         needed, patches = self._frozen_pass()
         if needed:
             with torch.no_grad():
-                frozen = encode_image_prompted(self.clip.model, images, patches=patches)
+                frozen = encode_image_prompted(self.clip.model, images, patches=patches, tokens=self.image_tokens(images))
             step.frozen_image = F.normalize(frozen.pooled, dim=-1)
             step.frozen_patches = frozen.patches
         return step

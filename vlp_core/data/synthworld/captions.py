@@ -131,7 +131,7 @@ class CaptionRates:
     shape_tail: float = 0.65  # long tail: the r-th most common word is named tail ** r as often
     colour_tail: float = 0.55
     pattern_tail: float = 0.35
-    style_tail: float = 0.45
+    style_tail: float = 0.25
 
 
 CAPTION_RATES = CaptionRates()
