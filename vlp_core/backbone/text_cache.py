@@ -30,7 +30,6 @@ class FrozenTextFeatures:
 
     def __init__(self, model: nn.Module, tokenizer, batch_size: int = 512, keep_per_name: bool = False):
         self.model = model
-        self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.keep_per_name = keep_per_name
         self.encoder_calls = 0

@@ -59,11 +59,12 @@ class TemplateFiller:
 
     def fill(self, template: str, names: Sequence[str]) -> Tensor:
         """(C, L) token ids of `template` filled with each name."""
-        before, _, after = template.partition("{}")
-        if not self._composable or not set(before + after) <= _PLAIN - {"{", "}"} or "{}" not in template:
+        before, brace, after = template.partition("{}")
+        if not (self._composable and brace and set(before + after) <= _PLAIN - {"{", "}"}):
             return self.tokenizer([template.format(name) for name in names])
-        whole = [i for i, name in enumerate(names) if not self._composes(before, name, after)]
-        ids = self._compose(before, [name if i not in whole else "" for i, name in enumerate(names)], after)
+        composes = [self._composes(before, name, after) for name in names]
+        ids = self._compose(before, [name if ok else "" for name, ok in zip(names, composes)], after)
+        whole = [i for i, ok in enumerate(composes) if not ok]  # tokenized whole, in place of the blanks
         if whole:
             ids[whole] = self.tokenizer([template.format(names[i]) for i in whole])
         return ids
