@@ -64,6 +64,13 @@ class Session:
     notices: list[str] = field(default_factory=list)
     pictures: dict[tuple, str] = field(default_factory=dict)  # the views' pictures, drawn once per key
 
+    def __deepcopy__(self, memo: dict) -> Session:
+        """The session itself: a session is a value (an image and class list, and what they
+        determine; `pictures` only memoises drawings of it), so gradio's per-user copy of the
+        landing session can share it. A copy would copy the whole CLIP its DiSa cache refers to
+        (0.16 s and the model's memory per page load), running torch outside the compute thread."""
+        return self
+
 
 @dataclass
 class Outcome:
@@ -77,9 +84,10 @@ def encode(models: AppModels, image: ImageInput, classes: ClassList, progress: P
     """Run every encoder pass an image and class list need, once, and cache the results.
 
     The frozen text features every method asks for (zero-shot's template and the 60-template
-    ensemble of PromptSRC's and DiSa's teacher) are encoded first, in one pass per template over
-    all names that no earlier class list had, reporting `progress`; each method's own prompted
-    text then runs once, its prompt prefix shared by every class.
+    ensemble of PromptSRC's and DiSa's teacher) are encoded first, the templates with as many
+    tokens before the name together, over all names that no earlier class list had, reporting
+    `progress`; each method's own prompted text then runs once, its prompt prefix shared by every
+    class.
     """
     templates = tuple(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES)))
     model_input = models.bundle.preprocess(Image.fromarray(image.pixels))[None]
@@ -122,7 +130,7 @@ def _load(models: AppModels, get_image: Callable[[], ImageInput], classes_text: 
           progress: Progress | None) -> Outcome:
     """Check the class list and the image (either may raise InputError), then encode."""
     try:
-        classes = parse_classes(classes_text, models.bundle.tokenizer, models.name_token_budget())
+        classes = parse_classes(classes_text, models.bundle.tokenizer, models.name_token_budget)
         image = get_image()
     except InputError as error:
         return Outcome(None, str(error))

@@ -20,13 +20,14 @@ if __package__ in (None, ""):  # run as a script: make the `app` package importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline first: no usage pings
 
+from app.compute import COMPUTE  # noqa: E402
 from app.models import AppModels, load_models  # noqa: E402
 from vlp_core.backbone import DEFAULT_MODEL, WeightsNotFoundError, load_clip  # noqa: E402
 from vlp_core.backbone.loading import ASSETS_DIR  # noqa: E402
 
 DEFAULT_PROMPTS = ASSETS_DIR / "prompts"
 MAX_UPLOAD = "100mb"
-CONCURRENCY = 4  # events served at once; model calls still take turns on AppModels.lock
+CONCURRENCY = 4  # events received at once; their computations take turns on the compute thread
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,8 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load(model: str, pretrained: str | None, prompts: str | Path | None) -> AppModels:
-    """The CLIP and all methods, printing where every method's prompts came from."""
-    models = load_models(load_clip(model, pretrained), prompts)
+    """The CLIP and all methods (loaded on the compute thread, like every computation of the
+    app), printing where every method's prompts came from."""
+    models = COMPUTE.run(lambda: load_models(load_clip(model, pretrained), prompts))
     for name, status in models.status.items():
         print(f"  {name:10s} {status}")
     for notice in models.notices:
@@ -60,7 +62,7 @@ def serve(models: AppModels, host: str = "127.0.0.1", port: int | None = None, s
     """
     from app.ui import build_app
 
-    demo = build_app(models)
+    demo = COMPUTE.run(build_app, models)  # it encodes the landing sample
     demo.queue(default_concurrency_limit=CONCURRENCY)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
                 prevent_thread_lock=True, quiet=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from app.inputs import token_count
@@ -49,9 +50,11 @@ class AppModels:
     def num_patches(self) -> int:
         return self.grid * self.grid
 
+    @cached_property
     def name_token_budget(self) -> int:
         """The most tokens a class name may have so that every method's text sequence (learned
-        context + name + ".", or the longest frozen template around the name) fits the context."""
+        context + name + ".", or the longest frozen template around the name) fits the context
+        (a constant of the models: computed once)."""
         tokenizer = self.bundle.tokenizer
         context_tokens = max(getattr(method.config, "n_ctx", 0) for method in self.methods.values()) + 1
         template_tokens = max(token_count(template.format(""), tokenizer)

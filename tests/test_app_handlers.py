@@ -1,5 +1,7 @@
 """The app's handlers called directly: values, shapes, caching, bad input, and concurrent sessions."""
 
+import copy
+import itertools
 import json
 import shutil
 import threading
@@ -201,7 +203,7 @@ def test_predictions_view_top_k_and_table(models, session):
 
 
 def test_class_list_is_cleaned(models):
-    budget = models.name_token_budget()
+    budget = models.name_token_budget
     long_name = "very " * 40 + "long striped hexagon"
     cleaned = inputs.parse_classes(f"circle,  Circle\nsquare,, circle , {long_name}", models.bundle.tokenizer, budget)
     assert cleaned.names[:2] == ["circle", "square"] and len(cleaned.names) == 3
@@ -335,8 +337,9 @@ def test_a_sample_brings_its_suites_class_list(key, suite):
 
 
 def test_a_new_class_list_encodes_each_text_once(models, session, monkeypatch):
-    """Frozen text: one pass per template over the names no earlier list had; every prompted
-    method: one pass. Asking again for the same names (in another order) encodes no text."""
+    """Frozen text: one pass per group of templates with as many tokens before the name, over the
+    names no earlier list had, a progress report after each; every prompted method: one pass.
+    Asking again for the same names (in another order) encodes no text."""
     passes, reports = [], []
     hook = models.bundle.model.token_embedding.register_forward_hook(lambda *_: passes.append(1))
     names = [f"thing {i}" for i in range(7)]
@@ -347,9 +350,12 @@ def test_a_new_class_list_encodes_each_text_once(models, session, monkeypatch):
     finally:
         hook.remove()
     trained_text_passes = 5  # CoOp, IVLP, PromptSRC, DiSa, GalLoP (all its prompts in one pass)
-    assert first == len(IMAGENET_TEMPLATES) + trained_text_passes
+    templates = list(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES)))
+    heads = [len(models.bundle.tokenizer.encode(template.partition("{}")[0])) for template in templates]
+    groups = list(dict.fromkeys(heads))
+    assert first == len(groups) + trained_text_passes
     assert len(passes) == first + trained_text_passes
-    assert reports == [(i, len(IMAGENET_TEMPLATES)) for i in range(1, len(IMAGENET_TEMPLATES) + 1)]
+    assert reports == [(done, len(templates)) for done in itertools.accumulate(heads.count(h) for h in groups)]
     assert outcome.session.reference is None  # not a suite's class list
 
 
@@ -424,3 +430,10 @@ def test_what_each_checkpoint_was_trained_on(models, prompts):
     assert models.trained_on["coop"].startswith(f"{record['dataset']} {record['classes']} classes")
     assert synth_classes(get_suite("colour_shapes").classnames[:16]) == "colour_shapes base classes"
     assert synth_classes(["circle", "red heart"]) is None
+
+
+def test_a_session_copy_is_the_session(session):
+    """gradio copies a State's value for each new user: a session is a value, so the copy is the
+    session itself, never a copy of the CLIP its DiSa cache refers to."""
+    copied = copy.deepcopy({"state": session})["state"]
+    assert copied is session and copied.disa.method is session.disa.method

@@ -1,5 +1,8 @@
 """The app served in-process on 127.0.0.1 and driven through its API with gradio_client."""
 
+import threading
+
+import gradio as gr
 import pytest
 from PIL import Image
 
@@ -112,3 +115,46 @@ def test_two_users_keep_their_own_state(app_server):
     *_, second_table = second.predict("(predicted class)", 0.3, 0.5, 0, api_name="/disa")
     assert sorted(row[0] for row in first_table["data"]) == ["heart", "ring"]
     assert sorted(row[0] for row in second_table["data"]) == ["cloud", "moon", "star"]
+
+
+
+def _event(app_server, api_name: str):
+    """The function gradio calls for the event named `api_name`."""
+    return next(fn for fn in app_server.fns.values() if fn.api_name == api_name).fn
+
+
+def _new_user_session(app_server):
+    """The session a new user's first event gets, as gradio's per-user state hands it out."""
+    from gradio.state_holder import SessionState
+
+    state_id = next(key for key, block in app_server.blocks.items() if isinstance(block, gr.State))
+    return SessionState(app_server)[state_id]
+
+
+def test_events_run_on_the_compute_thread(app_server, monkeypatch):
+    from app import ui
+    from app.compute import COMPUTE
+
+    threads, real = [], ui.disa_view
+
+    def recording(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ui, "disa_view", recording)
+    _, summary, _ = _event(app_server, "disa_mask")(_new_user_session(app_server), "(predicted class)", 0.5, 1.0, 0)
+    assert "Masked **32** of 64 patches" in summary
+    assert threads == [COMPUTE.run(threading.get_ident)] and threads[0] != threading.get_ident()
+
+
+def test_new_users_share_the_landing_session_instead_of_copying_it(app_server, monkeypatch):
+    """gradio copies a State's initial value per user (and reads a dataclass value field by field
+    into its config); the landing session is a value that refers to the whole CLIP through its
+    DiSa cache, so every user gets that same session and no tensor is copied."""
+    import torch
+
+    def refuse(tensor, memo):
+        raise AssertionError(f"a new user's session copied a {tuple(tensor.shape)} tensor")
+
+    monkeypatch.setattr(torch.Tensor, "__deepcopy__", refuse)
+    assert _new_user_session(app_server) is _new_user_session(app_server)

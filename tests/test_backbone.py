@@ -207,7 +207,7 @@ def test_frozen_text_features_are_computed_once(tiny):
     first = frozen(CLASSES, templates)
     calls = frozen.encoder_calls
     second = frozen(list(CLASSES), templates)
-    assert frozen.encoder_calls == calls == 2 and second is first
+    assert frozen.encoder_calls == calls == 1 and second is first  # 5 tokens before the name in both: one pass
     per_template = [torch.nn.functional.normalize(
         tiny.model.encode_text(tiny.tokenizer([t.format(c) for c in CLASSES])), dim=-1) for t in templates]
     expected = torch.nn.functional.normalize((per_template[0] + per_template[1]) / 2, dim=-1)
@@ -287,10 +287,10 @@ def test_frozen_text_kept_per_name_encodes_only_new_pairs(tiny):
     templates = ("a photo of a {}.", "a drawing of a {}.")
     done = []
     kept.warm(CLASSES[:2], templates, progress=lambda i, n: done.append((i, n)))
-    assert done == [(1, 2), (2, 2)] and kept.encoder_calls == 2
-    teacher = kept(CLASSES, templates, normalize_each=False)  # one new name: one pass per template
+    assert done == [(2, 2)] and kept.encoder_calls == 1  # both templates in one pass
+    teacher = kept(CLASSES, templates, normalize_each=False)  # one new name: one more pass
     single = kept(CLASSES, templates[:1])  # inside the ensemble: no pass
-    assert kept.encoder_calls == 4
+    assert kept.encoder_calls == 2
     fresh = FrozenTextFeatures(tiny.model, tiny.tokenizer)
     torch.testing.assert_close(teacher, fresh(CLASSES, templates, normalize_each=False), atol=1e-6, rtol=0)
     torch.testing.assert_close(single, fresh(CLASSES, templates[:1]), atol=1e-6, rtol=0)
@@ -301,7 +301,7 @@ def test_frozen_text_kept_per_name_encodes_only_new_pairs(tiny):
     counting.encode = lambda text: encoded.append(text) or tiny.tokenizer.encode(text)
     mixed = FrozenTextFeatures(tiny.model, counting, keep_per_name=True)
     mixed.warm(CLASSES, templates)
-    assert mixed.encoder_calls == len(templates)  # names of 2 and of 8 tokens in one pass per template
+    assert mixed.encoder_calls == 1  # names of 2 and of 8 tokens, both templates, in one pass
     assert sorted(encoded) == sorted([*CLASSES, "a photo of a ", ".", "a drawing of a "])  # each part once
     torch.testing.assert_close(mixed(CLASSES, templates, normalize_each=False), teacher, atol=1e-6, rtol=0)
 
@@ -505,6 +505,41 @@ def test_zero_shot_template_ensemble_equals_unshared(tiny, monkeypatch, dtype, t
     monkeypatch.setattr(text_cache, "encode_text_prompted", functools.partial(encode_text_prompted, share_prefix=False))
     whole = FrozenTextFeatures(model, tiny.tokenizer)(CLASSES, IMAGENET_TEMPLATES)
     torch.testing.assert_close(shared, whole, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_template_columns_equal_each_sequence_alone(tiny, dtype, tol):
+    """token_ids (C, M, L), one template per column: each column's words before the name are its
+    own prefix; row c * M + m equals template m filled with name c encoded alone."""
+    model = tiny.model if dtype == torch.float32 else _double(tiny).model
+    templates = ["a photo of a {}.", "a drawing of the {}.", "itap of my {} in a video game."]  # 5 tokens before
+    names = ["circle", "red star", "big blue wavy square"]
+    ids = torch.stack([tiny.tokenizer([t.format(n) for n in names]) for t in templates], dim=1)  # (3, 3, 77)
+    assert prompted._shared_prefix_length(model, ids) == 5
+    hidden = []
+    columns = encode_text_prompted(model, ids, all_pairs=True, hidden=hidden)
+    alone = torch.cat([model.encode_text(tiny.tokenizer([t.format(n)])) for n in names for t in templates])
+    torch.testing.assert_close(columns, alone, atol=tol, rtol=0)
+    whole_hidden = []
+    encode_text_prompted(model, ids.flatten(0, 1), hidden=whole_hidden, share_prefix=False)
+    for shared_input, whole_input in zip(hidden, whole_hidden):
+        torch.testing.assert_close(shared_input, whole_input, atol=tol, rtol=0)
+    with pytest.raises(ValueError, match="all_pairs=True"):
+        encode_text_prompted(model, ids)
+
+
+def test_frozen_text_runs_templates_with_equal_head_lengths_together(tiny):
+    """One pass per group of templates with as many tokens before the name, and per `batch_size`
+    sequences; features as each template's own pass gives them."""
+    templates = ("a photo of a {}.", "a {} in a video game.", "a drawing of a {}.", "art of the {}.")
+    grouped = FrozenTextFeatures(tiny.model, tiny.tokenizer)
+    features = grouped(CLASSES, templates, normalize_each=False)
+    assert grouped.encoder_calls == 3  # 5, 2 and 4 tokens before the name
+    small = FrozenTextFeatures(tiny.model, tiny.tokenizer, batch_size=2)  # one name per pass in a pair
+    torch.testing.assert_close(small(CLASSES, templates, normalize_each=False), features, atol=1e-6, rtol=0)
+    assert small.encoder_calls == 3 + 2 + 2  # the pair: 1 name per pass; the others: 2 names per pass
+    raw = torch.stack([tiny.model.encode_text(tiny.tokenizer([t.format(c) for c in CLASSES])) for t in templates])
+    torch.testing.assert_close(features, torch.nn.functional.normalize(raw.mean(0), dim=-1), atol=1e-5, rtol=0)
 
 
 def test_forward_hooks_see_whole_blocks(tiny, images):

@@ -396,7 +396,8 @@ def test_frozen_text_and_prototypes_are_computed_once(tiny, batch, monkeypatch):
     calls = method.frozen_text.encoder_calls
     for _ in range(3):
         method.loss(images, labels)
-    assert calls == len(IMAGENET_TEMPLATES) and method.frozen_text.encoder_calls == calls
+    head_lengths = {len(tiny.tokenizer.encode(template.partition("{}")[0])) for template in IMAGENET_TEMPLATES}
+    assert calls == len(head_lengths) == 8 and method.frozen_text.encoder_calls == calls  # a pass per head length
     assert method.prototypes is prototypes and method.prototypes.shape == (3, 64)
     assert frozen_passes == [True] * 4  # one frozen image pass per step, with its patch embeddings
 

@@ -59,7 +59,7 @@ def test_prepare_training_computes_the_constants_before_the_first_step(tiny, bat
     with torch.autocast("cpu", dtype=torch.bfloat16):  # as the trainer never does: still exact
         method.prepare_training([batch])
     calls = method.frozen_text.encoder_calls
-    assert calls == len(IMAGENET_TEMPLATES)  # the teacher, once, eagerly
+    assert calls > 0  # the teacher, eagerly (its passes are counted in tests/test_disa.py)
     torch.testing.assert_close(method.teacher_text, _teacher(tiny), atol=1e-6, rtol=0)
     with torch.no_grad():
         frozen = F.normalize(tiny.model.encode_image(batch[0]), dim=-1)

@@ -69,6 +69,9 @@ def encode_text_prompted(
         of block j, for j = 1..J-1.
     all_pairs: ctx is (M, n, Dt) and deep_ctx (J-1, M, n, Dt): M prompts, each used with every
         row of token_ids (C, L), so N = C·M and row c·M + m is the sequence (class c, prompt m).
+        Or, without ctx and deep_ctx, token_ids (C, M, L): M sequences per row (e.g. one template
+        each, filled with class name c), so row c·M + m is token_ids[c, m]; the leading positions
+        that column m has in all rows are its shared prefix.
     hidden: if a list is given, the input of every block (N, L', Dt) is appended to it, where L'
         ends at the batch's last EOT token (see `_trim_to_eot`).
     share_prefix: run the leading positions that every sequence of a prompt has in common once
@@ -77,6 +80,8 @@ def encode_text_prompted(
         whole sequences.
     """
     token_ids, attn_mask = _trim_to_eot(model, token_ids)
+    if token_ids.dim() == 3 and (not all_pairs or ctx is not None or deep_ctx is not None):
+        raise ValueError("token ids (C, M, L) are M prompt-free sequences per row: pass all_pairs=True, no ctx")
     if not all_pairs:
         if (ctx is not None and ctx.dim() == 3) or (deep_ctx is not None and deep_ctx.dim() == 4):
             return _encode_whole(model, token_ids, ctx, deep_ctx, attn_mask, hidden)
@@ -86,6 +91,8 @@ def encode_text_prompted(
     prefix = _shared_prefix_length(model, token_ids) if share_prefix and not watched else 0
     if len(token_ids) > 1 and prefix > next((t.shape[-2] for t in (ctx, deep_ctx) if t is not None), 0):
         return _encode_shared(model, token_ids, ctx, deep_ctx, prefix, attn_mask, hidden)
+    if token_ids.dim() == 3:
+        return _encode_whole(model, token_ids.flatten(0, 1), None, None, attn_mask, hidden)
     return _encode_whole(model, *_every_pair(token_ids, ctx, deep_ctx), attn_mask, hidden)
 
 
@@ -99,12 +106,13 @@ def _every_pair(token_ids: Tensor, prompts: Tensor | None, deep: Tensor | None) 
 
 
 def _shared_prefix_length(model: nn.Module, token_ids: Tensor) -> int:
-    """How many leading positions all rows of token_ids (N, L) share, at most up to the first EOT
-    of any row; 0 when the tower is not causal with EOT pooling (nothing can be shared then)."""
+    """How many leading positions all rows of token_ids (N, L) share (for (C, M, L): that every
+    column shares across the rows), at most up to the first EOT of any sequence; 0 when the tower
+    is not causal with EOT pooling (nothing can be shared then)."""
     if model.attn_mask is None or model.text_pool_type != "argmax":
         return 0
-    same = (token_ids == token_ids[:1]).all(dim=0)
-    return min(int(same.long().cumprod(0).sum()), int(token_ids.argmax(dim=-1).min()))
+    same = (token_ids == token_ids[:1]).all(dim=0)  # (L,) or (M, L)
+    return min(int(same.long().cumprod(-1).sum(-1).min()), int(token_ids.argmax(dim=-1).min()))
 
 
 def _encode_whole(model: nn.Module, token_ids: Tensor, ctx: Tensor | None, deep_ctx: Tensor | None,
@@ -137,19 +145,26 @@ def _encode_shared(model: nn.Module, token_ids: Tensor, prompts: Tensor | None, 
     (M, n, Dt) and deep (J-1, M, n, Dt), n < T0. Under the causal mask the prefix never sees the
     rest, so its states depend on the prompt only: they run as M sequences of length T0, and the
     C·M suffixes (length L' - T0) attend to their prompt's prefix keys and values, layer by layer.
+    Or token_ids (C, M, L'), no prompts: column m's first T0 positions are the same in every row
+    and are its prefix (M prefixes of different words, e.g. one per template).
     -> (C·M, D), row c·M + m.
     """
     num_classes = token_ids.shape[0]
     embedded = model.token_embedding(token_ids)
-    position = model.positional_embedding[: token_ids.shape[1]].to(embedded.dtype)
-    head = embedded[:1, :prefix]  # (1, T0, Dt)
-    if prompts is not None:
-        head = _replace_span(head.expand(prompts.shape[0], -1, -1), 1, prompts)
-    elif deep is not None:
-        head = head.expand(deep.shape[1], -1, -1)
-    head = head + position[:prefix]  # (M, T0, Dt)
-    tail = (embedded[:, prefix:] + position[prefix:]).repeat_interleave(head.shape[0], 0)  # (C·M, L' - T0, Dt)
-    eot = token_ids[:, prefix:].argmax(dim=-1).repeat_interleave(head.shape[0])  # positions in the tail
+    position = model.positional_embedding[: token_ids.shape[-1]].to(embedded.dtype)
+    if token_ids.dim() == 3:  # (C, M, L'): M prefixes of their own
+        head = embedded[0, :, :prefix] + position[:prefix]  # (M, T0, Dt)
+        tail = embedded[:, :, prefix:].flatten(0, 1) + position[prefix:]  # (C·M, L' - T0, Dt)
+        eot = token_ids[:, :, prefix:].flatten(0, 1).argmax(dim=-1)
+    else:
+        head = embedded[:1, :prefix]  # (1, T0, Dt)
+        if prompts is not None:
+            head = _replace_span(head.expand(prompts.shape[0], -1, -1), 1, prompts)
+        elif deep is not None:
+            head = head.expand(deep.shape[1], -1, -1)
+        head = head + position[:prefix]  # (M, T0, Dt)
+        tail = (embedded[:, prefix:] + position[prefix:]).repeat_interleave(head.shape[0], 0)  # (C·M, L' - T0, Dt)
+        eot = token_ids[:, prefix:].argmax(dim=-1).repeat_interleave(head.shape[0])  # positions in the tail
     blocks = model.transformer.resblocks
     for j, block in enumerate(blocks):
         if deep is not None and 1 <= j <= deep.shape[0]:
@@ -209,7 +224,7 @@ def _hooked(block: nn.Module) -> bool:
 
 
 def _trim_to_eot(model: nn.Module, token_ids: Tensor) -> tuple[Tensor, Tensor | None]:
-    """Drop the padding after the last EOT of the batch: (N, L) -> (N, L') and the (L', L') mask.
+    """Drop the padding after the last EOT of the batch: (..., L) -> (..., L') and the (L', L') mask.
 
     With a causal mask no token attends to later ones, so the EOT features are unchanged while the
     encoder runs on L' (about 15 for class names) instead of the context length (77).
@@ -218,7 +233,7 @@ def _trim_to_eot(model: nn.Module, token_ids: Tensor) -> tuple[Tensor, Tensor | 
     if mask is None or model.text_pool_type != "argmax":
         return token_ids, mask
     length = int(token_ids.argmax(dim=-1).max()) + 1
-    return token_ids[:, :length], mask[:length, :length]
+    return token_ids[..., :length], mask[:length, :length]
 
 
 @dataclass

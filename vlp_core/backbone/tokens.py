@@ -69,6 +69,11 @@ class TemplateFiller:
             ids[whole] = self.tokenizer([template.format(names[i]) for i in whole])
         return ids
 
+    def head_length(self, template: str) -> int:
+        """How many tokens come before the name: [SOT] and the template's words before "{}" (the
+        prefix that every name of the template shares, where the name does not join its last word)."""
+        return 1 + len(self._ids(template.partition("{}")[0]))
+
     def _compose(self, before: str, names: list[str], after: str) -> Tensor:
         """(C, L): [SOT] before name after [EOT] from each part's kept ids, cut as the tokenizer cuts
         (at the context length, the last kept token replaced by EOT)."""
