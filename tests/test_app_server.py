@@ -117,7 +117,6 @@ def test_two_users_keep_their_own_state(app_server):
     assert sorted(row[0] for row in second_table["data"]) == ["cloud", "moon", "star"]
 
 
-
 def _event(app_server, api_name: str):
     """The function gradio calls for the event named `api_name`."""
     return next(fn for fn in app_server.fns.values() if fn.api_name == api_name).fn

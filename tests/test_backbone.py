@@ -540,6 +540,9 @@ def test_frozen_text_runs_templates_with_equal_head_lengths_together(tiny):
     assert small.encoder_calls == 3 + 2 + 2  # the pair: 1 name per pass; the others: 2 names per pass
     raw = torch.stack([tiny.model.encode_text(tiny.tokenizer([t.format(c) for c in CLASSES])) for t in templates])
     torch.testing.assert_close(features, torch.nn.functional.normalize(raw.mean(0), dim=-1), atol=1e-5, rtol=0)
+    other = FrozenTextFeatures(tiny.model, lambda texts: tiny.tokenizer(texts))  # a tokenizer of no known kind
+    torch.testing.assert_close(other(CLASSES, templates, normalize_each=False), features, atol=1e-5, rtol=0)
+    assert other.encoder_calls == 1  # its templates are not told apart: one group
 
 
 def test_forward_hooks_see_whole_blocks(tiny, images):

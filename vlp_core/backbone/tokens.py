@@ -71,7 +71,10 @@ class TemplateFiller:
 
     def head_length(self, template: str) -> int:
         """How many tokens come before the name: [SOT] and the template's words before "{}" (the
-        prefix that every name of the template shares, where the name does not join its last word)."""
+        prefix that every name of the template shares, where the name does not join its last word);
+        0 for a tokenizer whose parts cannot be composed (its templates are not told apart)."""
+        if not self._composable:
+            return 0
         return 1 + len(self._ids(template.partition("{}")[0]))
 
     def _compose(self, before: str, names: list[str], after: str) -> Tensor:
