@@ -47,10 +47,12 @@ def heatmap(pixels: np.ndarray, values: np.ndarray, grid: int, alpha: float = 0.
     values: (P,) patch scores (drawn as sharp cells) or a (h, w) pixel map (resized smoothly).
     """
     side = display_side(grid)
-    is_patch_map = values.ndim == 1
-    grid_map = values.reshape(grid, grid) if is_patch_map else values
-    heat = colorize(_resize_map(grid_map, side, nearest=is_patch_map)).astype(np.float32)
-    return (alpha * heat + (1 - alpha) * upscale(pixels, grid)).round().astype(np.uint8)
+    if values.ndim == 1:  # one colour per cell, repeated over its pixels (as a nearest resize would)
+        cell = side // grid
+        heat = colorize(values.reshape(grid, grid)).repeat(cell, axis=0).repeat(cell, axis=1)
+    else:
+        heat = colorize(_resize_map(values, side, nearest=False))
+    return (alpha * heat.astype(np.float32) + (1 - alpha) * upscale(pixels, grid)).round().astype(np.uint8)
 
 
 def _cell_mask(selected: np.ndarray, grid: int, side: int) -> np.ndarray:
@@ -107,7 +109,6 @@ def outline_object(image: np.ndarray, mask: np.ndarray | None, color=OBJECT, wid
     out = image.copy()
     out[_edges(big, width)] = color
     return out
-
 
 
 ID_COLOUR = (70, 130, 220)  # histogram of in-distribution scores

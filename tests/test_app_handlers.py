@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib import colormaps
 from PIL import Image
 
 
@@ -313,10 +314,15 @@ def test_attributions(models, session, method):
 def test_render_pictures(models, session):
     grid = models.grid
     side = render.display_side(grid)
-    picture = render.heatmap(session.pixels, np.arange(grid * grid, dtype=float), grid)
+    picture = render.heatmap(session.pixels, np.arange(grid * grid, dtype=float), grid, alpha=1.0)
     assert picture.shape == (side, side, 3) and picture.dtype == np.uint8
-    masked = render.fill_patches(render.upscale(session.pixels, grid), np.array([0, 5]), grid)
     cell = side // grid
+    colours = (colormaps[render.HEAT_CMAP](np.arange(grid * grid) / (grid * grid - 1))[:, :3] * 255).round()
+    for patch in (0, 5, grid * grid - 1):  # every pixel of a patch's cell has the patch's colour
+        row, col = divmod(patch, grid)
+        assert (picture[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell] == colours[patch]).all()
+    picture = render.heatmap(session.pixels, np.arange(grid * grid, dtype=float), grid)
+    masked = render.fill_patches(render.upscale(session.pixels, grid), np.array([0, 5]), grid)
     assert (masked[:cell, :cell] == render.MASKED).all() and (masked[:cell, 5 * cell:6 * cell] == render.MASKED).all()
     boxed = render.outline_patches(picture, np.eye(1, grid * grid, 3, dtype=bool)[0], grid)
     assert (boxed[:cell, 3 * cell] == render.SELECTED).all()  # left border of patch 3

@@ -150,6 +150,45 @@ def test_vision_deep_prompt_at_layer_j_leaves_earlier_layers_untouched(tiny, ima
     assert all(h.shape == (2, 1 + 64 + 4, 64) for h in h_a)
 
 
+def _vision_reference(model, images, ctx, deep, drop):
+    """open_clip's own blocks, whole, on [CLS, kept patches, prompts], the last n tokens replaced by
+    deep[j - 1] at the input of block j -> (pooled (B, D), patch embeddings (B, P', D))."""
+    visual = model.visual
+    x = prompted.patch_tokens(visual, images)
+    kept = keep_indices(drop, x.shape[1] - 1)
+    x = torch.cat([x[:, :1], torch.stack([x[b, 1:][kept[b]] for b in range(len(x))]), ctx.expand(len(x), -1, -1)], 1)
+    x = visual.ln_pre(x)
+    for j, block in enumerate(visual.transformer.resblocks):
+        if 1 <= j <= len(deep):
+            x = torch.cat([x[:, : -ctx.shape[0]], deep[j - 1].expand(len(x), -1, -1)], dim=1)
+        x = block(x)
+    x = visual.ln_post(x) @ visual.proj
+    return x[:, 0], x[:, 1 : 1 + kept.shape[1]]
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_deep_vision_prompts_equal_open_clip_blocks_run_whole(tiny, images, dtype, tolerance, depth):
+    """The prompted forward skips the prompt tokens' outputs that the next block's deep prompts
+    replace; features and gradients equal open_clip's blocks run on the whole sequence."""
+    model = copy.deepcopy(tiny.model).to(dtype)
+    images = images.to(dtype)
+    drop = torch.tensor([[3, 7, 40], [0, 63, 12]])
+    results = []
+    for forward in ("ours", "reference"):
+        ctx = _random_prompts(1, 4, 64)[0].to(dtype).requires_grad_()
+        deep = _random_prompts(depth - 1, 4, 64, seed=2).to(dtype).requires_grad_()
+        if forward == "ours":
+            out = encode_image_prompted(model, images, ctx, deep, drop, patches=True)
+            pooled, patches = out.pooled, out.patches
+        else:
+            pooled, patches = _vision_reference(model, images, ctx, deep, drop)
+        (pooled.sin().sum() + patches.cos().sum()).backward()
+        results.append((pooled, patches, ctx.grad, deep.grad if depth > 1 else torch.zeros(())))
+    for ours, reference in zip(*results):
+        torch.testing.assert_close(ours, reference, atol=tolerance, rtol=0)
+
+
 def test_vision_prompts_sit_after_the_patches_and_are_not_patch_outputs(tiny, images):
     ctx = _random_prompts(1, 4, 64)[0]
     out = encode_image_prompted(tiny.model, images, ctx=ctx, patches=True, local=True)

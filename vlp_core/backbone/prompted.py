@@ -180,7 +180,7 @@ def _encode_shared(model: nn.Module, token_ids: Tensor, prompts: Tensor | None, 
 
 
 def residual_block(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None,
-                   prefix: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
+                   prefix: Tensor | None = None, rows: Tensor | None = None, queries: int | None = None) -> Tensor:
     """open_clip's `ResidualAttentionBlock` on x (N, T, W), written out batch-first around
     `scaled_dot_product_attention` (no head transposes of nn.MultiheadAttention) -> (N, T, W).
 
@@ -188,6 +188,8 @@ def residual_block(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None,
         (prefix n mod M): x's tokens also attend to its keys and values; attn_mask is (T, T0 + T).
     rows: (N,) one position per sequence: only that token is computed (the others serve as keys
         and values) -> (N, 1, W), for a last block of which only the pooled token is read.
+    queries: only the first `queries` tokens are computed (all T serve as keys and values) ->
+        (N, queries, W), for a block whose successor replaces the tokens after them (deep prompts).
     A block watched by forward hooks (e.g. captum's layer attributions) runs as open_clip's module,
     whole, so that the hooks see its input and output (see `_hooked`).
     """
@@ -198,6 +200,8 @@ def residual_block(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None,
         if prefix is not None:
             raise ValueError("a block watched by hooks runs whole sequences, not suffixes of a shared prefix")
         out = block(x, attn_mask=attn_mask)
+        if queries is not None:
+            return out[:, :queries]
         return out if rows is None else out[torch.arange(x.shape[0], device=x.device), rows][:, None]
     weight, bias = attn.in_proj_weight, attn.in_proj_bias
     h = block.ln_1(x)
@@ -206,6 +210,8 @@ def residual_block(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None,
         picked = torch.arange(x.shape[0], device=x.device), rows
         x, h = x[picked][:, None], h[picked][:, None]
         attn_mask = None if attn_mask is None else attn_mask[rows][:, None, None]  # (N, 1, 1, T0 + T)
+    if queries is not None:
+        x, h = x[:, :queries], h[:, :queries]
     q = F.linear(h, weight[:width], bias[:width])
     if prefix is not None:
         k_pre, v_pre = F.linear(block.ln_1(prefix), weight[width:], bias[width:]).chunk(2, dim=-1)
@@ -324,15 +330,16 @@ def encode_image_prompted(
 
     maps: list[Tensor] = []
     blocks = visual.transformer.resblocks
+    replaced = 0 if deep_ctx is None else deep_ctx.shape[0]  # blocks 1..replaced take new prompts
     for j, block in enumerate(blocks):
-        if deep_ctx is not None and 1 <= j <= deep_ctx.shape[0]:
-            x = _replace_span(x, x.shape[1] - deep_ctx.shape[1], deep_ctx[j - 1])
+        if 1 <= j <= replaced:  # the block before ran without the prompt tokens' outputs
+            x = torch.cat([x, deep_ctx[j - 1].to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
         if hidden is not None:
             hidden.append(x)
         if attentions:
             maps.append(_attention_weights(block, x))
-        if j < len(blocks) - 1:
-            x = residual_block(block, x)
+        if j < len(blocks) - 1:  # outputs that the next block's prompts replace are not computed
+            x = residual_block(block, x, queries=x.shape[1] - deep_ctx.shape[1] if j + 1 <= replaced else None)
 
     # x is the input of the last block; each output runs only the part of it that it reads
     last, cls = blocks[-1], torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
