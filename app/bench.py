@@ -3,7 +3,7 @@
 
 `python app/bench.py [--model M] [--prompts DIR] [--repeats N] [--browser] [--start]` prints p50 / p95 in
 milliseconds of each handler alone and with its pictures drawn (what a slider move costs the
-server), and the time to apply a class list of 32 and of 500 names no earlier list had (the
+server; on the compute thread, views with the threads the server gives them), and the time to apply a class list of 32 and of 500 names no earlier list had (the
 frozen text ensemble, every method's text, every view redrawn). `--browser` serves the app,
 opens it in headless Debian chromium (playwright, never `playwright install`) and times, per
 slider, the step from the input event to the updated picture (or text) painted in the page,
@@ -28,6 +28,7 @@ import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
@@ -39,7 +40,7 @@ if __package__ in (None, ""):  # run as a script: make the `app` package importa
 
 from app import handlers, ui  # noqa: E402
 from app.attribution import attribution_view  # noqa: E402
-from app.compute import COMPUTE  # noqa: E402
+from app.compute import COMPUTE, on_threads  # noqa: E402
 from app.handlers import DEFAULT_CLASSES, PREDICTED  # noqa: E402
 from app.inputs import sample_keys  # noqa: E402
 from app.main import DEFAULT_PROMPTS, load, serve  # noqa: E402
@@ -136,8 +137,10 @@ def handler_timings(models, session, repeats: int) -> None:
             models, session, "disa", PREDICTED, "integrated_gradients", 16),
         "attribution, Grad-CAM": lambda i: attribution_view(models, session, "disa", PREDICTED, "gradcam"),
     }
+    threads = ui.view_threads()  # what the server redraws views with (new images and class lists: every core)
     for name, call in cases.items():
-        report(name, timings(call, n if "attribution" not in name and "encode" not in name else max(5, n // 5)))
+        heavy = "attribution" in name or "encode" in name
+        report(name, timings(partial(on_threads, None if heavy else threads, call), max(5, n // 5) if heavy else n))
     for size in CLASS_LIST_SIZES:
         times = []
         for _ in range(2 if size > 100 else 3):

@@ -18,6 +18,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
+import torch
+
 T = TypeVar("T")
 
 
@@ -37,17 +39,30 @@ class ComputeThread:
         context = contextvars.copy_context()
         return self._executor.submit(self._enter, context, fn, *args, **kwargs).result()
 
-    def wrap(self, fn: Callable[..., T]) -> Callable[..., T]:
-        """fn, run on the compute thread; its signature (and so gradio's special arguments, such
-        as `progress=gr.Progress()` or an event's data) is fn's own."""
+    def wrap(self, fn: Callable[..., T], threads: int | None = None) -> Callable[..., T]:
+        """fn, run on the compute thread, with `threads` torch threads if given (then back to
+        as many as before); its signature (and so gradio's special arguments, such as
+        `progress=gr.Progress()` or an event's data) is fn's own."""
         @functools.wraps(fn)
         def on_compute_thread(*args, **kwargs):
-            return self.run(fn, *args, **kwargs)
+            return self.run(on_threads, threads, fn, *args, **kwargs)
         return on_compute_thread
 
     def _enter(self, context: contextvars.Context, fn: Callable[..., T], *args, **kwargs) -> T:
         self._thread = threading.current_thread()
         return context.run(fn, *args, **kwargs)
+
+
+def on_threads(threads: int | None, fn: Callable[..., T], *args, **kwargs) -> T:
+    """fn(*args, **kwargs) with `threads` torch threads (None: as many as now), then as many as before."""
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        return fn(*args, **kwargs)
+    torch.set_num_threads(threads)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        torch.set_num_threads(before)
 
 
 COMPUTE = ComputeThread()

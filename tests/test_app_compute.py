@@ -6,6 +6,7 @@ import threading
 
 import gradio as gr
 import pytest
+import torch
 
 from app import ui
 from app.compute import ComputeThread
@@ -48,6 +49,27 @@ def test_a_wrapped_event_function_keeps_its_signature_for_gradio():
     assert inspect.signature(wrapped) == inspect.signature(on_classes) and wrapped.__name__ == "on_classes"
     ident, text = wrapped(None, "circle")
     assert text == "circle" and ident == compute.run(threading.get_ident) != threading.get_ident()
+
+
+def test_a_wrapped_function_can_run_on_fewer_torch_threads_and_the_count_comes_back():
+    compute = ComputeThread()
+    original = compute.run(torch.get_num_threads)
+    compute.run(torch.set_num_threads, 2)
+    try:
+        assert compute.wrap(torch.get_num_threads, threads=1)() == 1
+        assert compute.run(torch.get_num_threads) == 2
+        with pytest.raises(ZeroDivisionError):
+            compute.wrap(divmod, threads=1)(1, 0)
+        assert compute.run(torch.get_num_threads) == 2
+        assert compute.wrap(torch.get_num_threads)() == 2  # no count given: as many as now
+    finally:
+        compute.run(torch.set_num_threads, original)
+
+
+@pytest.mark.parametrize("cores, expected", [(1, 1), (2, 1), (8, 7)])
+def test_views_leave_one_core_to_the_browser(monkeypatch, cores, expected):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores)
+    assert ui.view_threads() == expected
 
 
 class Recorder:
