@@ -3,8 +3,9 @@
 
 `python app/bench.py [--model M] [--prompts DIR] [--repeats N] [--browser] [--start]` prints p50 / p95 in
 milliseconds of each handler alone and with its pictures drawn (what a slider move costs the
-server; on the compute thread, views with the threads the server gives them), and the time to apply a class list of 32 and of 500 names no earlier list had (the
-frozen text ensemble, every method's text, every view redrawn). `--browser` serves the app,
+server; on the compute thread, views with the threads the server gives them), and the time to
+apply a class list of 32 and of 500 names no earlier list had (the frozen text ensemble, every
+method's text, every view redrawn). `--browser` serves the app,
 opens it in headless Debian chromium (playwright, never `playwright install`) and times, per
 slider, the step from the input event to the updated picture (or text) painted in the page,
 split into the server's phases (gradio's profiler: queue wait, preprocess, the handler,

@@ -566,7 +566,8 @@ def _refresh(state: gr.State, views: list[View], attribution: View) -> dict:
             start += len(view.controls)
         return (*outputs, None, ATTRIBUTION_HINT)
 
-    return {"fn": COMPUTE.wrap(refresh, view_threads()), "inputs": [state, *[c for view in views for c in view.controls]],
+    return {"fn": COMPUTE.wrap(refresh, view_threads()),
+            "inputs": [state, *[c for view in views for c in view.controls]],
             "outputs": [*[o for view in views for o in view.outputs], *attribution.outputs],
             "api_visibility": "private", "show_progress": "hidden"}
 

@@ -156,7 +156,8 @@ def _vision_reference(model, images, ctx, deep, drop):
     visual = model.visual
     x = prompted.patch_tokens(visual, images)
     kept = keep_indices(drop, x.shape[1] - 1)
-    x = torch.cat([x[:, :1], torch.stack([x[b, 1:][kept[b]] for b in range(len(x))]), ctx.expand(len(x), -1, -1)], 1)
+    patches = torch.stack([x[b, 1:][kept[b]] for b in range(len(x))])
+    x = torch.cat([x[:, :1], patches, ctx.expand(len(x), -1, -1)], dim=1)
     x = visual.ln_pre(x)
     for j, block in enumerate(visual.transformer.resblocks):
         if 1 <= j <= len(deep):
