@@ -28,29 +28,19 @@ class FrozenTextFeatures:
     `batch_size` sequences of (template, name) pairs, names sorted by token count (so a pass pads
     little), each template's words before the name run once per pass (shared prefixes).
 
-    batch_size: sequences per encoder pass; by default CPU_BATCH on the CPU (passes whose
-    activations fit the processor's caches: 500 names x 60 templates took 2.2 s at 512 sequences a
-    pass against 2.6-3.2 s at 2048, synth-clip, 2 cores) and DEVICE_BATCH on an accelerator.
+    batch_size: sequences per encoder pass (passes whose activations fit the processor's caches: on the
+    CPU 500 names x 60 templates took 2.2 s at 512 sequences a pass against 2.6-3.2 s at 2048,
+    synth-clip, 2 cores).
     """
 
-    CPU_BATCH = 512
-    DEVICE_BATCH = 2048
-
-    def __init__(self, model: nn.Module, tokenizer, batch_size: int | None = None, keep_per_name: bool = False):
+    def __init__(self, model: nn.Module, tokenizer, batch_size: int = 512, keep_per_name: bool = False):
         self.model = model
-        self._batch_size = batch_size
+        self.batch_size = batch_size
         self.keep_per_name = keep_per_name
         self.encoder_calls = 0
         self._cache: dict[tuple, Tensor] = {}
         self._pairs: dict[tuple[str, str], Tensor] = {}  # (template, name) -> (D,) raw, with keep_per_name
         self._filler = TemplateFiller(tokenizer)
-
-    @property
-    def batch_size(self) -> int:
-        """Sequences per encoder pass (see the class)."""
-        if self._batch_size is not None:
-            return self._batch_size
-        return self.CPU_BATCH if self.model.token_embedding.weight.device.type == "cpu" else self.DEVICE_BATCH
 
     def __call__(self, class_names: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",),
                  normalize_each: bool = True) -> Tensor:
