@@ -1,19 +1,21 @@
 """Latency of the app on this machine: start-up, new class lists, every slider handler, and with
 `--browser` what a person sees in a real browser.
 
-`python app/bench.py [--model M] [--prompts DIR] [--repeats N] [--browser] [--start]` prints p50 / p95 in
-milliseconds of each handler alone and with its pictures drawn (what a slider move costs the
-server; on the compute thread, views with the threads the server gives them), and the time to
-apply a class list of 32 and of 500 names no earlier list had (the frozen text ensemble, every
-method's text, every view redrawn). `--browser` serves the app,
-opens it in headless Debian chromium (playwright, never `playwright install`) and times, per
-slider, the step from the input event to the updated picture (or text) painted in the page,
-split into the server's phases (gradio's profiler: queue wait, preprocess, the handler,
-postprocess with the picture encoding) and the rest (the requests, the event stream, fetching
-the new pictures, re-rendering); and applying the class lists from the button to the DiSa table
-showing the new names. `--start` times a new `python app/main.py` to serving, warm (its files in the OS page cache)
-and cold (evicted first). Nothing is asserted; run it with OMP_NUM_THREADS set to the cores you want
-to measure, and read the figures with the machine's load (`uptime`) next to them.
+`python app/bench.py [--model M] [--prompts DIR] [--repeats N] [--browser [--scroll]] [--start]`
+prints p50 / p95 in milliseconds of each handler alone and with its pictures drawn (what a slider
+move costs the server; on the compute thread, views with the threads the server gives them), and
+the time to apply a class list of 32 and of 500 names no earlier list had (the frozen text
+ensemble, every method's text, every view redrawn). `--browser` serves the app, opens it in
+headless Debian chromium (playwright, never `playwright install`) and times, per slider, the step
+from the input event to the updated picture (or text) painted in the page, split at the view's one
+request (its resource timing): the page's work before the request leaves, the server's answer (the
+handler, picture encoding, HTTP) and the rest (updating the page, fetching new pictures,
+rendering); and applying the class lists from the button to the DiSa table showing the new names,
+with the server's part of each event (gradio's profiler). Sliders are moved where they sit;
+`--scroll` first scrolls each output into view, as a person watching it has it. `--start` times a
+new `python app/main.py` to serving, warm (its files in the OS page cache) and cold (evicted
+first). Nothing is asserted; run it with OMP_NUM_THREADS set to the cores you want to measure, and
+read the figures with the machine's load (`uptime`) next to them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import time
 
 STARTED = time.perf_counter()  # before the heavy imports, so start-up includes them
-os.environ.setdefault("GRADIO_PROFILING", "1")  # the server's phases of each event (--browser)
+os.environ.setdefault("GRADIO_PROFILING", "1")  # the server's part of each queued event (--browser)
 
 import argparse  # noqa: E402
 import socket  # noqa: E402
@@ -51,12 +53,12 @@ from vlp_core.data.synthworld import ALL_SHAPES, COLOURS, PATTERNS  # noqa: E402
 CLASS_LIST_SIZES = (32, 500)
 # one per class list applied, so each list's names are new to the frozen text cache
 NEW_WORDS = iter(("small", "large", "bright", "dark", "pale", "shiny", "tiny", "huge", "matte", "glossy"))
-# (tab, slider label, id of the output whose update ends the step, values the slider steps through, event)
+# (tab, slider label, id of the output whose update ends the step, values the slider steps through)
 SLIDER_STEPS = (
-    ("DiSa saliency", "Masking ratio ρ", "disa-masked", (0.1, 0.2, 0.3, 0.4, 0.5), "disa_mask"),
-    ("GalLoP local prompts", "k1", "gallop-maps", (3, 4, 5, 6, 7), "gallop"),
-    ("GalLoP local prompts", "Threshold (× chance level)", "ood-histogram", (1.1, 1.2, 1.3, 1.4, 1.5), "ood"),
-    ("Live predictions", "Classes shown per method", "predictions-zeroshot", (2, 3, 4, 5, 6), "predictions"),
+    ("DiSa saliency", "Masking ratio ρ", "disa-masked", (0.1, 0.2, 0.3, 0.4, 0.5)),
+    ("GalLoP local prompts", "k1", "gallop-maps", (3, 4, 5, 6, 7)),
+    ("GalLoP local prompts", "Threshold (× chance level)", "ood-histogram", (1.1, 1.2, 1.3, 1.4, 1.5)),
+    ("Live predictions", "Classes shown per method", "predictions-zeroshot", (2, 3, 4, 5, 6)),
 )
 # Steps and class lists are waited for by a MutationObserver (plus image load events), so the page
 # does no work of its own while the server computes: polling the page's text on every animation frame
@@ -65,7 +67,15 @@ SLIDER_STEPS = (
 STEP_JS = """async ([label, value, target]) => {
   const slider = document.querySelector(`input[type=range][aria-label="range slider for ${label}"]`);
   const output = document.getElementById(target);
-  const shown = () => { const img = output.querySelector('img'); return img ? img.src : output.textContent; };
+  const tracker = output.querySelector('[data-testid="status-tracker"]');  // its timer text is no result
+  const shown = () => {
+    const img = output.querySelector('img');
+    if (img) return img.src;
+    const walker = document.createTreeWalker(output, NodeFilter.SHOW_TEXT);
+    let text = '';
+    while (walker.nextNode()) if (!tracker?.contains(walker.currentNode)) text += walker.currentNode.data;
+    return text;
+  };
   const ready = () => [...output.querySelectorAll('img')].every(img => img.complete && img.naturalWidth > 0);
   const before = shown();
   performance.clearResourceTimings();
@@ -86,8 +96,11 @@ STEP_JS = """async ([label, value, target]) => {
     slider.dispatchEvent(new Event('input', {bubbles: true}));
   });
   await new Promise(resolve => setTimeout(resolve, 100));  // resource entries are recorded after the load
-  const pictures = performance.getEntriesByType('resource').filter(r => r.name.includes('/file='));
-  return [ms, pictures.reduce((sum, r) => sum + r.encodedBodySize, 0)];
+  const entries = performance.getEntriesByType('resource');
+  const pictures = entries.filter(r => r.name.includes('/file='));
+  const request = entries.find(r => r.name.includes('/run/'));  // the view's one request (not queued)
+  return [ms, pictures.reduce((sum, r) => sum + r.encodedBodySize, 0),
+          request ? request.startTime - start : null, request ? request.responseEnd - request.startTime : null];
 }"""
 SHOWS_JS = """([target, word]) => new Promise(resolve => {
   const shows = () => (document.getElementById(target)?.textContent ?? '').includes(word);
@@ -95,7 +108,6 @@ SHOWS_JS = """([target, word]) => new Promise(resolve => {
   observer.observe(document.body, {childList: true, subtree: true, characterData: true});
   if (shows()) { observer.disconnect(); resolve(); }
 })"""
-PHASES = ("queue_wait", "preprocess", "fn_call", "postprocess", "total")
 
 
 def timings(call: Callable[[int], object], repeats: int) -> np.ndarray:
@@ -152,8 +164,9 @@ def handler_timings(models, session, repeats: int) -> None:
         report(f"apply {size} new class names (handler)", times)
 
 
-def browser_timings(models, repeats: int) -> None:
-    """Slider steps and class lists in headless chromium, with the server's phases of each event."""
+def browser_timings(models, repeats: int, scroll: bool = False) -> None:
+    """Slider steps and class lists in headless chromium, with where their time went; `scroll`:
+    each step's output scrolled into view first (the browser then paints it on every step)."""
     from gradio.profiling import collector
     from playwright.sync_api import sync_playwright
 
@@ -164,15 +177,16 @@ def browser_timings(models, repeats: int) -> None:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             page = open_app(browser, demo.local_url)
-            for tab, label, target, values, event in SLIDER_STEPS:
+            for tab, label, target, values in SLIDER_STEPS:
                 page.get_by_role("tab", name=tab).click()
+                if scroll:
+                    page.locator(f"#{target}").scroll_into_view_if_needed()
                 page.wait_for_timeout(500)
-                collector.clear()
                 steps = []
                 for i in range(repeats):
                     steps.append(page.evaluate(STEP_JS, [label, values[i % len(values)], target]))
                     page.wait_for_timeout(150)  # an idle gap: no step waits in the queue behind the last one
-                _report_step(f"{tab}: {label}", steps, [t for t in collector.get_all() if t["fn_name"] == event])
+                _report_step(f"{tab}: {label}", steps)
             page.get_by_role("tab", name="DiSa saliency").click()
             for size in CLASS_LIST_SIZES:
                 collector.clear()
@@ -188,19 +202,24 @@ def browser_timings(models, repeats: int) -> None:
         demo.close()
 
 
-def _report_step(name: str, steps: list, traces: list[dict]) -> None:
-    """p50 of the steps as seen in the browser, the server's phases and what the rest took."""
-    browser_ms = [ms for ms, _ in steps]
+def _report_step(name: str, steps: list) -> None:
+    """p50 of the steps as seen in the browser, split at the view's request: the page's own work
+    before it leaves, the server's answer (handler, pictures, HTTP) and the rest (updating the page,
+    fetching new pictures, rendering)."""
+    browser_ms = [ms for ms, *_ in steps]
     report(f"{name} (browser)", browser_ms)
-    server = {phase: statistics.median(t[f"{phase}_ms"] for t in traces) for phase in PHASES} if traces else {}
-    phases = " · ".join(f"{phase} {value:.1f}" for phase, value in server.items())
-    rest = statistics.median(browser_ms) - server.get("total", 0.0)
-    fetched = [size for _, size in steps if size > 0]  # a picture seen before comes from the browser's cache
+    fetched = [size for _, size, *_ in steps if size > 0]  # a picture seen before comes from the browser's cache
     pictures = (f"pictures fetched {statistics.median(fetched) / 1024:.1f} KiB per step that fetched any"
                 f" ({len(fetched)} of {len(steps)} steps; the others reused pictures the browser had)"
                 if fetched else "no pictures fetched")
-    print(f"{'':48s} server p50 ms: {phases}; the rest (requests, stream, picture fetch, render) {rest:.1f};"
-          f" {pictures}")
+    if any(before is None for _, _, before, _ in steps):  # a queued event: a join request and an event stream
+        print(f"{'':48s} {pictures}")
+        return
+    sent = statistics.median(before for _, _, before, _ in steps)
+    answered = statistics.median(server for *_, server in steps)
+    rest = statistics.median(ms - before - server for ms, _, before, server in steps)
+    print(f"{'':48s} p50 ms: the page's work before the request {sent:.1f} · the server's answer {answered:.1f}"
+          f" · the rest (page update, picture fetch, render) {rest:.1f}; {pictures}")
 
 
 def _apply(page, size: int, word: str) -> float:
@@ -261,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", default=str(DEFAULT_PROMPTS))
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--browser", action="store_true", help="also time slider steps in headless chromium")
+    parser.add_argument("--scroll", action="store_true",
+                        help="with --browser: scroll each slider's output into view before timing its steps")
     parser.add_argument("--start", action="store_true",
                         help="also time `python app/main.py` to serving, warm and cold (OS page cache evicted)")
     args = parser.parse_args(argv)
@@ -276,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     session = COMPUTE.run(handlers.load_sample, models, sample_keys()[0], ", ".join(DEFAULT_CLASSES)).session
     COMPUTE.run(handler_timings, models, session, args.repeats)  # where the server runs them
     if args.browser:
-        browser_timings(models, max(10, args.repeats // 2))
+        browser_timings(models, max(10, args.repeats // 2), args.scroll)
     if args.start:
         warm = [start_to_serving(cold=False) for _ in range(3)]
         print(f"python app/main.py to serving: warm p50 {statistics.median(warm):.1f} s (n=3), "

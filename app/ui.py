@@ -550,8 +550,11 @@ def build_app(models: AppModels) -> gr.Blocks:
                         classes, sample, upload)
         show = _refresh(state, live_views, attribution)
         _wire_inputs(models, keys, (sample, gallery, upload, classes, keep_own, apply), loaded, show)
+        # views answer outside gradio's queue: one request instead of a join and an event stream,
+        # and two status updates instead of four, each of which makes the page resync every
+        # component an event ever touched (about 15 ms on 2 cores): a GalLoP k step 113 -> 86 ms
         for view in live_views:
-            view.wire(state, view_threads(), trigger_mode="always_last", show_progress="hidden")
+            view.wire(state, view_threads(), trigger_mode="always_last", show_progress="hidden", queue=False)
         attribute.click(COMPUTE.wrap(attribution.fn), [state, *attribution.controls], attribution.outputs,
                         api_name="attribution")
         demo.load(**show)
@@ -571,7 +574,7 @@ def _refresh(state: gr.State, views: list[View], attribution: View) -> dict:
     return {"fn": COMPUTE.wrap(refresh, view_threads()),
             "inputs": [state, *[c for view in views for c in view.controls]],
             "outputs": [*[o for view in views for o in view.outputs], *attribution.outputs],
-            "api_visibility": "private", "show_progress": "hidden"}
+            "api_visibility": "private", "show_progress": "hidden", "queue": False}
 
 
 def _wire_inputs(models: AppModels, keys: list[str], widgets: tuple, loaded: Loaded, show: dict) -> None:

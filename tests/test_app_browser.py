@@ -11,6 +11,11 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Debian's c
                                 "`apt-get update && apt-get install -y chromium`")
 CUT_OFF_CAPTIONS = """() => [...document.querySelectorAll('.caption-label')]
     .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth).map(e => e.textContent)"""
+MOVE_SLIDER = """([label, value]) => {
+    const slider = document.querySelector(`input[type=range][aria-label="range slider for ${label}"]`);
+    slider.value = value;
+    slider.dispatchEvent(new Event('input', {bubbles: true}));
+}"""
 
 
 def test_pick_a_sample_and_move_to_gallop(app_server, tmp_path):
@@ -28,6 +33,8 @@ def test_pick_a_sample_and_move_to_gallop(app_server, tmp_path):
             page.get_by_role("tab", name="GalLoP local prompts").click()
             page.get_by_text("prompt 4 · k = 20").first.wait_for(timeout=30_000)
             assert page.evaluate(CUT_OFF_CAPTIONS) == []
+            page.evaluate(MOVE_SLIDER, ["k1", 7])  # a view's event, sent outside the queue
+            page.get_by_text("prompt 1 · k = 7").first.wait_for(timeout=30_000)
             page.screenshot(path=str(shot), full_page=True)
             classes.fill("<b>bold</b>, <B>BOLD</B>, circle")
             page.get_by_role("button", name="Apply classes").click()

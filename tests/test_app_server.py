@@ -30,6 +30,14 @@ def test_serves_locally_without_a_share_link(app_server):
     assert args.host == "127.0.0.1" and not args.share
 
 
+def test_views_answer_outside_the_queue_and_no_run_history_is_kept(app_server):
+    config = app_server.get_config_file()
+    queued = {dep["api_name"]: dep["queue"] for dep in config["dependencies"]}
+    assert not any(queued[name] for name in ("disa", "disa_mask", "gallop", "ood", "predictions"))
+    assert all(queued[name] is not False for name in ("load_sample", "upload", "set_classes", "attribution"))
+    assert config["run_history"] is False
+
+
 def test_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/load_sample", "/upload", "/set_classes", "/disa", "/disa_mask", "/gallop", "/ood", "/predictions",
