@@ -194,14 +194,15 @@ def encoded(picture: np.ndarray, lossless: bool = False) -> str:
     """A picture uint8 (H, W, 3) as a WebP file in gradio's upload folder, named by its content ->
     its path, which gradio serves as it is. libwebp's fastest method (0): a 256-pixel map takes
     about 2 ms instead of 6 ms at the default method gradio uses, for a file a few % larger.
-    lossless: for flat colours and text (charts), where it is also smaller."""
+    lossless: for flat colours and text (charts), where it is also smaller. A picture drawn before
+    (a slider back at an earlier value) is already there and is not written again."""
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="WEBP", method=0, lossless=lossless)
     data = buffer.getvalue()
-    folder = Path(get_upload_folder()) / hashlib.sha256(data).hexdigest()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "picture.webp"
-    path.write_bytes(data)
+    path = Path(get_upload_folder()) / hashlib.sha256(data).hexdigest() / "picture.webp"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
     return str(path)
 
 
