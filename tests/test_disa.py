@@ -14,6 +14,8 @@ from vlp_core.methods.ivlp import IVLP, IVLPConfig
 from vlp_core.methods.promptsrc import PromptSRC, PromptSRCConfig, gaussian_epoch_weights, sr_logits_kl
 from vlp_core.methods.templates import IMAGENET_TEMPLATES
 
+from tolerances import assert_equivalent
+
 CLASSES = ["red circle", "blue square", "green star"]
 OFF = dict(use_sr=False, use_cir=False, use_dir=False)
 
@@ -107,7 +109,7 @@ def test_class_prototypes_by_hand():
     s = 1 / math.sqrt(2)
     mean0, mean1 = [0.5, 0.5], [s / 2, (s + 1) / 2]
     expected = torch.tensor([[v / math.hypot(*mean0) for v in mean0], [v / math.hypot(*mean1) for v in mean1]])
-    torch.testing.assert_close(class_prototypes(features, labels, 2), expected, atol=1e-6, rtol=0)
+    assert_equivalent(class_prototypes(features, labels, 2), expected)
     with pytest.raises(ValueError, match=r"classes \[2\]"):
         class_prototypes(features, labels, 3)
     with pytest.raises(ValueError, match="labels"):
@@ -162,11 +164,11 @@ def test_ivlp_logits_and_ce_by_hand(tiny, batch):
     text = F.normalize(encode_text_prompted(model, ids, method.text_ctx, method.text_deep), dim=-1)
     image = F.normalize(encode_image_prompted(model, images, method.vision_ctx, method.vision_deep).pooled, dim=-1)
     logits = model.logit_scale.exp() * image @ text.T
-    torch.testing.assert_close(method.logits(images), logits, atol=1e-5, rtol=0)
+    assert_equivalent(method.logits(images), logits)
     ce = sum(torch.logsumexp(logits[b], 0) - logits[b, labels[b]] for b in range(4)) / 4
     terms = method.loss(images, labels)
     assert set(terms) == {"ce", "total"}
-    torch.testing.assert_close(terms["total"], ce, atol=1e-5, rtol=0)
+    assert_equivalent(terms["total"], ce)
 
 
 # ---------------------------------------------------------------- DiSa end to end, by hand
@@ -317,7 +319,7 @@ def test_each_component_turns_off_alone(tiny, batch, switch, term):
     for name in set(without) - {"total"}:  # the other terms are untouched
         torch.testing.assert_close(without[name], full[name], atol=0, rtol=0)
     removed = sum(full[name] for name in set(full) - set(without))
-    torch.testing.assert_close(without["total"], full["total"] - removed, atol=1e-5, rtol=0)
+    assert_equivalent(without["total"], full["total"] - removed)
 
 
 # ---------------------------------------------------------------- masking inside the forward
@@ -345,10 +347,10 @@ def test_masked_forward_keeps_cls_and_every_prompt_token(tiny, batch, monkeypatc
     for j, (plain_j, masked_j) in enumerate(zip(full[0], hidden)):
         assert masked_j.shape == (4, 1 + 64 - 19 + 4, 64)
         if j == 0:  # CLS and kept patches are the plain forward's, the prompts follow
-            torch.testing.assert_close(masked_j[:, 0], plain_j[:, 0], atol=1e-6, rtol=0)
+            assert_equivalent(masked_j[:, 0], plain_j[:, 0])
             expected = torch.stack([plain_j[b, 1 + kept[b]] for b in range(4)])
-            torch.testing.assert_close(masked_j[:, 1:46], expected, atol=1e-6, rtol=0)
-            torch.testing.assert_close(masked_j[:, -4:], plain_j[:, -4:], atol=1e-6, rtol=0)
+            assert_equivalent(masked_j[:, 1:46], expected)
+            assert_equivalent(masked_j[:, -4:], plain_j[:, -4:])
         else:
             assert torch.equal(masked_j[:, -4:], method.vision_deep[j - 1].expand(4, -1, -1))
 
@@ -373,7 +375,7 @@ def test_inference_uses_the_full_image(tiny, batch):
         f_p = F.normalize(encode_image_prompted(tiny.model, images, method.vision_ctx,
                                                 method.vision_deep).pooled, dim=-1)
         expected = tiny.model.logit_scale.exp() * f_p @ method.text_features().T
-        torch.testing.assert_close(method.logits(images), expected, atol=1e-5, rtol=0)
+        assert_equivalent(method.logits(images), expected)
     assert torch.equal(method.generator.get_state(), state)
 
 
@@ -459,8 +461,8 @@ def test_set_classes_switches_to_novel_classes_without_touching_prompts(tiny, ba
     assert method.logits(images).shape == (4, 2)
     assert all(torch.equal(before[k], v) for k, v in method.trainable_state_dict().items())
     ids = tiny.tokenizer([f"X X X X {c}." for c in novel])
-    torch.testing.assert_close(method.text_features(), F.normalize(encode_text_prompted(
-        tiny.model, ids, method.text_ctx, method.text_deep), dim=-1), atol=1e-6, rtol=0)
+    assert_equivalent(method.text_features(), F.normalize(encode_text_prompted(
+        tiny.model, ids, method.text_ctx, method.text_deep), dim=-1))
 
 
 def test_gpa_aggregates_epochs_with_gaussian_weights(tiny):
@@ -476,7 +478,7 @@ def test_gpa_aggregates_epochs_with_gaussian_weights(tiny):
                 assert all((p == epoch + 1).all() for p in method.parameters())
     expected = sum(w * (e + 1) for e, w in enumerate(weights))
     for parameter in method.parameters():
-        torch.testing.assert_close(parameter.detach(), torch.full_like(parameter, expected), atol=1e-6, rtol=0)
+        assert_equivalent(parameter.detach(), torch.full_like(parameter, expected))
     without = PromptSRC(tiny, PromptSRCConfig(gpa=False))
     values = without.vision_ctx.detach().clone()
     without.on_epoch_end(0, 1)
@@ -497,16 +499,13 @@ def test_explain_for_the_app(tiny, batch, teacher_by_hand):
         s = tiny.model.logit_scale.exp()
         frozen_masked = F.normalize(
             encode_image_prompted(tiny.model, images[:1], drop=out["masked"][None]).pooled, dim=-1)
-    torch.testing.assert_close(out["saliency"], saliency, atol=1e-5, rtol=0)
+    assert_equivalent(out["saliency"], saliency)
     assert out["masked"].tolist() == sorted(sorted(range(64), key=lambda p: saliency[p].item())[:16])
     assert out["grid"] == 8 and out["class_index"] == 2
     with torch.no_grad():
-        torch.testing.assert_close(out["prompted_full"], torch.softmax(method.logits(images[:1])[0], 0),
-                                   atol=1e-6, rtol=0)
-    torch.testing.assert_close(out["frozen_full"], torch.softmax(s * f_o[0] @ teacher_by_hand.T, 0),
-                               atol=1e-5, rtol=0)
-    torch.testing.assert_close(out["frozen_masked"], torch.softmax(s * frozen_masked[0] @ teacher_by_hand.T, 0),
-                               atol=1e-5, rtol=0)
+        assert_equivalent(out["prompted_full"], torch.softmax(method.logits(images[:1])[0], 0))
+    assert_equivalent(out["frozen_full"], torch.softmax(s * f_o[0] @ teacher_by_hand.T, 0))
+    assert_equivalent(out["frozen_masked"], torch.softmax(s * frozen_masked[0] @ teacher_by_hand.T, 0))
     assert out["prompted_masked"].shape == (3,) and abs(out["prompted_masked"].sum().item() - 1) < 1e-5
     predicted = method.explain(images[:1])
     assert predicted["class_index"] == int(out["prompted_full"].argmax())

@@ -20,6 +20,8 @@ from vlp_core.methods import gallop as gallop_module
 from vlp_core.methods.gallop import GalLoP, GalLoPConfig
 from vlp_core.methods.topk import dropout_global, kept_prompt_count, topk_local_scores, topk_patch_mask
 
+from tolerances import assert_equivalent
+
 CLASSES = ["red circle", "blue square", "green triangle"]
 
 
@@ -153,7 +155,7 @@ def test_dropout_zero_without_replacement_is_the_mean_of_all_prompts():
     sims = _randn(3, 5, 4)
     out = dropout_global(sims, 0.0, "without_replacement", torch.Generator().manual_seed(0))
     expected = (sims[..., 0] + sims[..., 1] + sims[..., 2] + sims[..., 3]) / 4
-    assert_close(out, expected, atol=1e-7, rtol=0)
+    assert_equivalent(out, expected)
 
 
 def test_dropout_zero_with_replacement_draws_mg_prompts_with_repeats():
@@ -222,8 +224,8 @@ def test_prompts_start_as_a_photo_of_a_and_local_proj_as_identity(tiny):
         text_global, text_local = gallop.text_features()
         plain = F.normalize(tiny.model.encode_text(tiny.tokenizer([f"a photo of a {c}" for c in CLASSES])), dim=-1)
     for m in range(4):  # the bare class name, no period
-        assert_close(text_global[:, m], plain, atol=1e-5, rtol=0)
-        assert_close(text_local[:, m], plain, atol=1e-5, rtol=0)
+        assert_equivalent(text_global[:, m], plain)
+        assert_equivalent(text_local[:, m], plain)
 
 
 def test_trainable_sizes_for_vit_b16():
@@ -246,8 +248,8 @@ def test_batched_text_pass_equals_one_sequence_at_a_time(tiny, method, chunk):
     text_global, text_local = method.text_features()
     expected = _text_one_by_one(tiny, torch.cat([method.global_prompts, method.local_prompts]).detach())
     assert text_global.shape == (3, 4, 64) and text_local.shape == (3, 4, 64)
-    assert_close(text_global, expected[:, :4], atol=1e-5, rtol=0)
-    assert_close(text_local, expected[:, 4:], atol=1e-5, rtol=0)
+    assert_equivalent(text_global, expected[:, :4])
+    assert_equivalent(text_local, expected[:, 4:])
 
 
 def test_chunked_checkpointed_text_gives_the_same_gradients(tiny, method):
@@ -315,15 +317,15 @@ def test_text_features_are_cached_without_gradients_until_prompts_change(method,
 def test_local_features_equal_the_value_only_path_from_raw_weights(tiny, method, images):
     global_feats, local_feats = method.image_features(images)
     assert local_feats.shape == (2, 64, 64)
-    assert_close(local_feats, _local_by_hand(tiny.model, images, method.local_proj.weight), atol=1e-5, rtol=0)
-    assert_close(global_feats, F.normalize(tiny.model.encode_image(images), dim=-1), atol=1e-5, rtol=0)
+    assert_equivalent(local_feats, _local_by_hand(tiny.model, images, method.local_proj.weight))
+    assert_equivalent(global_feats, F.normalize(tiny.model.encode_image(images), dim=-1))
 
 
 def test_identity_local_proj_leaves_value_only_features_unchanged(tiny, images):
     gallop = GalLoP(tiny)
     unmapped = F.normalize(encode_image_prompted(tiny.model, images, local=True).local, dim=-1)
-    assert_close(gallop.image_features(images)[1], unmapped, atol=1e-6, rtol=0)
-    assert_close(unmapped, _local_by_hand(tiny.model, images, torch.eye(64)), atol=1e-5, rtol=0)
+    assert_equivalent(gallop.image_features(images)[1], unmapped)
+    assert_equivalent(unmapped, _local_by_hand(tiny.model, images, torch.eye(64)))
     with torch.no_grad():
         gallop.local_proj.weight.add_(0.1 * _randn(64, 64, seed=9))
     assert (gallop.image_features(images)[1] - unmapped).abs().max() > 1e-3
@@ -336,8 +338,8 @@ def test_similarities_are_cosines_of_independent_features(tiny, method, images):
     image_local = _local_by_hand(tiny.model, images, method.local_proj.weight.detach())
     expected_global = (image_global @ text[:, :4].reshape(12, 64).T).view(2, 3, 4)  # [b, c, m]
     expected_local = (image_local @ text[:, 4:].reshape(12, 64).T).view(2, 64, 3, 4)
-    assert_close(global_sims, expected_global, atol=1e-5, rtol=0)
-    assert_close(local_sims, expected_local, atol=1e-5, rtol=0)
+    assert_equivalent(global_sims, expected_global)
+    assert_equivalent(local_sims, expected_local)
 
 
 # ---------------------------------------------------------------- loss and gradients
