@@ -33,8 +33,7 @@ from app.inputs import (
 from app.models import METHOD_TITLES, AppModels
 from app.reference import Reference, reference_for
 from vlp_core.data.synthworld import get_suite
-from vlp_core.engine.grounding import patch_coverage, pointing_hits, salient_iou
-from vlp_core.engine.synth_report import render_split
+from vlp_core.engine.metrics import patch_coverage, pointing_hits, salient_iou
 from vlp_core.methods.base import readable
 from vlp_core.methods.disa import DiSaExplainCache
 from vlp_core.methods.gallop import GalLoPExplainCache, gallop_ood_scores
@@ -143,7 +142,7 @@ def landing_sample(models: AppModels, batch: int = 16) -> str:
     suite = get_suite(DEFAULT_SUITE, image_size=models.bundle.image_size)
     zeroshot, count = models.methods["zeroshot"], len(suite.split("test"))
     for start in range(0, count, batch):
-        images, labels, _ = render_split(suite, models.bundle, "test", start + batch)
+        images, labels, _ = suite.render_batch(models.bundle.preprocess, "test", start + batch)
         with models.lock, torch.no_grad():
             zeroshot.set_classes(suite.classnames)
             correct = (zeroshot.logits(images[start:]).argmax(-1) == labels[start:]).nonzero()

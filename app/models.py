@@ -15,9 +15,9 @@ from pathlib import Path
 
 from app.inputs import token_count
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures
-from vlp_core.data.fewshot import base_novel_labels
+from vlp_core.data.tasks import PARTS, make_task
 from vlp_core.data.synthworld import get_suite, list_suites
-from vlp_core.engine.jobs import trained_defaults
+from vlp_core.experiments.runs import trained_defaults
 from vlp_core.engine.trainer import checkpoint_meta, load_trained
 from vlp_core.methods.base import PromptMethod
 from vlp_core.methods.registry import build_method, method_classes
@@ -100,10 +100,9 @@ def synth_classes(names: list[str]) -> str | None:
     """"<suite> base classes" (or all / novel) when `names` are exactly that part of a SynthWorld
     suite's classes (CoOp's base / novel halves), else None."""
     for suite_name in list_suites():
-        suite = get_suite(suite_name)
-        base, novel = base_novel_labels(suite.split("train"))
-        for part, labels in (("all", range(len(suite.classnames))), ("base", base), ("novel", novel)):
-            if names == [suite.classnames[label] for label in labels]:
+        task = make_task(get_suite(suite_name), shots=1, seed=1)  # every class has images: any draw splits alike
+        for part in PARTS:
+            if names == task.class_names(part):
                 return f"{suite_name} {part} classes"
     return None
 

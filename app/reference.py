@@ -23,8 +23,7 @@ from torch import Tensor
 from app.models import AppModels
 from vlp_core.backbone import encode_image_prompted
 from vlp_core.data.synthworld import get_suite, list_suites
-from vlp_core.engine.grounding import patch_coverage, pointing_hits
-from vlp_core.engine.synth_report import render_split
+from vlp_core.engine.metrics import patch_coverage, pointing_hits
 from vlp_core.methods.gallop import gallop_ood_scores
 from vlp_core.methods.ood import auroc
 from vlp_core.methods.saliency import patch_saliency
@@ -110,7 +109,7 @@ def _measure(models: AppModels, name: str) -> Reference:
     """Every measure of the module docstring for suite `name` (call under `models.lock`)."""
     bundle, disa, gallop = models.bundle, models.methods["disa"], models.methods["gallop"]
     suite = get_suite(name, image_size=bundle.image_size)
-    images, labels, masks = render_split(suite, bundle, "test", REFERENCE_IMAGES)
+    images, labels, masks = suite.render_batch(bundle.preprocess, "test", REFERENCE_IMAGES)
     disa.set_classes(suite.classnames)
     gallop.set_classes(suite.classnames)
     id_sims = gallop.similarities(images)
@@ -118,7 +117,7 @@ def _measure(models: AppModels, name: str) -> Reference:
     if suite.definition.labels_object:
         ood = get_suite(OOD_SUITE, image_size=bundle.image_size)
         reference.id_sims = id_sims
-        reference.ood_sims = gallop.similarities(render_split(ood, bundle, "test", REFERENCE_IMAGES)[0])
+        reference.ood_sims = gallop.similarities(ood.render_batch(bundle.preprocess, "test", REFERENCE_IMAGES)[0])
         reference.coverage = torch.stack([patch_coverage(mask, models.grid) for mask in masks])
         frozen = encode_image_prompted(bundle.model, images, patches=True)
         saliency = patch_saliency(frozen.patches, disa.teacher_text[labels], disa.config.saliency_tau)

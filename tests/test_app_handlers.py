@@ -18,9 +18,9 @@ from app import handlers, inputs, reference, render
 from app.attribution import attribution_view
 from app.handlers import PREDICTED
 from app.models import UNTRAINED, load_models, synth_classes
-from vlp_core.cli import main as vlp
+from vlp_core.commands import main as vlp
 from vlp_core.data.synthworld import get_suite
-from vlp_core.engine.grounding import patch_coverage, pointing_hits
+from vlp_core.engine.metrics import patch_coverage, pointing_hits
 from vlp_core.methods.templates import IMAGENET_TEMPLATES
 
 DEFAULT_TEXT = ", ".join(handlers.DEFAULT_CLASSES)

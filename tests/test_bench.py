@@ -2,7 +2,7 @@
 
 import pytest
 
-from vlp_core.engine.bench import Variant, bench, checkout, report
+from vlp_core.tools.bench import Variant, bench, checkout, report
 
 CLASSES = ["red circle", "blue square", "green star"]
 

@@ -9,9 +9,10 @@ import torch
 from tolerances import assert_equivalent
 
 from vlp_core.backbone import load_clip
-from vlp_core.data.fewshot import sample_few_shot
 from vlp_core.data.synthworld import get_suite
-from vlp_core.engine.protocols import Context, evaluate, fit
+from vlp_core.data.tasks import make_task
+from vlp_core.experiments.runs import Context, evaluate, fit
+from vlp_core.experiments.spec import JobSpec
 from vlp_core.methods.registry import build_method, method_names
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -27,9 +28,9 @@ def cuda_tiny():
 @pytest.mark.parametrize("method", method_names(trainable=True))
 def test_a_few_autocast_steps_of_every_method_on_cuda(cuda_tiny, tmp_path, method, precision):
     suite = get_suite("shapes", image_size=cuda_tiny.image_size, n_train=4, n_test=2)
-    items, _ = sample_few_shot(suite.split("train"), suite.split("val"), 2, 1)
-    ctx = Context(cuda_tiny, tmp_path, epochs=2, precision=precision, workers=1, progress=False)
-    model = fit(ctx, method, "fewshot", suite, items, suite.classnames, 2, 1, tmp_path / method)
+    task = make_task(suite, shots=2, seed=1)
+    ctx = Context(JobSpec(epochs=2, precision=precision, workers=1), cuda_tiny, tmp_path, progress=False)
+    model = fit(ctx, ctx.settings(method, "fewshot", task), task, tmp_path / method)
     assert all(p.device.type == "cuda" for p in model.parameters())
     scores = evaluate(ctx, model, suite, suite.split("test"), suite.classnames)
     assert 0.0 <= scores["acc"] <= 100.0

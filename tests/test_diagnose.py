@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from vlp_core.backbone import FrozenTextFeatures, load_clip
-from vlp_core.cli import main
+from vlp_core.commands import main
 from vlp_core.data.synthworld import get_suite
-from vlp_core.engine.diagnose import (
+from vlp_core.tools.diagnose import (
     Features,
     class_mean_accuracy,
     diagnose,

@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 
 from fakes import image, write_imagenet, write_pets
-from vlp_core.cli import main as vlp
-from vlp_core.cli import parse_options
+from vlp_core.commands import main as vlp
+from vlp_core.commands.common import parse_options
 from vlp_core.data import coop
 from vlp_core.data.coop import DatasetContentError
-from vlp_core.engine import protocols, results, trainer
-from vlp_core.engine.jobs import JobData, JobSpec, job_datasets, open_dataset, plan_job, run_job, write_report
+from vlp_core.engine import trainer
+from vlp_core.experiments import results, runs
+from vlp_core.experiments.jobs import JobData, job_datasets, plan_job, run_job
+from vlp_core.experiments.protocols import PROTOCOLS
+from vlp_core.experiments.spec import JobSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK = ("ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101", "FGVCAircraft",
@@ -69,7 +72,7 @@ def test_report_files_of_a_transfer_run(tmp_path):
              "recipe": _recipe("disa")} for d, acc in (("ImageNet", 70.0), ("ImageNet-V2", 60.0)) for s in (1, 2)]
     config = {"spec": {"shots": [16], "seeds": [1, 2]}, "model": "ViT-B-16-quickgelu", "pretrained": "openai",
               "recipes": [_recipe("disa")]}
-    write_report("dg", rows, tmp_path, config)
+    PROTOCOLS["dg"].write_report(rows, tmp_path, config)
     text = (tmp_path / "results.md").read_text()
     assert "| disa | ImageNet-V2 | 61.5 ± 0.5 |" in text and "ViT-B-16-quickgelu" in text
     assert "| disa | ImageNet | 16 | 20 | 4 | 0.0025 | fp16 | gpa_mean=6.0, text_depth=3 |" in text
@@ -147,26 +150,26 @@ def real_root(tmp_path, monkeypatch):
 
 def test_real_paths_of_the_transfer_and_ood_sets(tiny, real_root):
     spec = JobSpec("ood", preset="vitb16", data_root=str(real_root))
-    opened = {name: open_dataset(name, spec, tiny, ("test",), ood=True) for name in job_datasets(spec)[1]}
+    opened = {name: spec.open(name, tiny, ("test",), ood=True) for name in job_datasets(spec)[1]}
     assert {n: d.image_root for n, d in opened.items()} == {
         "iNaturalist": real_root / "iNaturalist", "SUN": real_root / "SUN", "Places": real_root / "Places",
         "Textures": real_root / "dtd" / "images"}
     assert len(opened["Textures"].split("test")) == 1
     spec = JobSpec("dg", preset="vitb16", data_root=str(real_root))
-    shifts = [open_dataset(name, spec, tiny, ("test",)) for name in job_datasets(spec)[1]]
+    shifts = [spec.open(name, tiny, ("test",)) for name in job_datasets(spec)[1]]
     assert [len(d.classnames) for d in shifts] == [4, 4, 2, 2]
 
 
 @pytest.fixture
 def count_trainings(monkeypatch):
     calls = []
-    real = protocols.train
+    real = runs.train
 
     def counting(method, *args, **kwargs):
         calls.append(method.name)
         return real(method, *args, **kwargs)
 
-    monkeypatch.setattr(protocols, "train", counting)
+    monkeypatch.setattr(runs, "train", counting)
     return calls
 
 
@@ -259,7 +262,7 @@ def test_a_broken_image_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_help_imports_neither_torch_nor_open_clip():
-    code = ("import sys; from vlp_core.cli import build_parser; build_parser().format_help(); "
+    code = ("import sys; from vlp_core.commands import build_parser; build_parser().format_help(); "
             "print(sorted(m for m in ('torch', 'open_clip') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlp_core.cli import main as vlp
-from vlp_core.engine import jobs, launchers, trainer
-from vlp_core.engine.jobs import ERROR, ROWS, JobSpec, RunsFailed, run_job
-from vlp_core.engine.launchers import LocalLauncher, MissingExtraError, require
+from vlp_core.commands import main as vlp
+from vlp_core.engine import trainer
+from vlp_core.experiments import jobs, launchers
+from vlp_core.experiments.jobs import ERROR, ROWS, RunsFailed, run_job
+from vlp_core.experiments.spec import JobSpec
+from vlp_core.experiments.launchers import LocalLauncher, MissingExtraError, require
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = JobSpec("base2novel", methods=["coop", "gallop"], datasets=["shapes"], seeds=[1, 2], shots=[2], epochs=2,

@@ -9,10 +9,12 @@
 
 import pytest
 
-from vlp_core.backbone import load_clip
 from vlp_core.data.synthworld import get_suite
-from vlp_core.engine.jobs import PRESETS
-from vlp_core.engine.protocols import Context, base_to_novel, ood_detection
+from vlp_core.data.tasks import make_task
+from vlp_core.experiments.protocols import base_to_novel, ood_detection
+from vlp_core.experiments.runs import Context
+from vlp_core.experiments.spec import JobSpec
+from vlp_core.methods.registry import method_names
 
 SEED = 1
 SHOTS = 16
@@ -20,9 +22,8 @@ SHOTS = 16
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    preset = PRESETS["synth"]
-    return Context(load_clip(preset.model), tmp_path_factory.mktemp("learning"), preset.rule,
-                   train_crop_scale=preset.crop_scale, progress=False)
+    spec = JobSpec()  # the SynthWorld preset: the recipes of docs/results.md
+    return Context(spec, spec.clip(), tmp_path_factory.mktemp("learning"), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +33,12 @@ def patterns():
 
 @pytest.fixture(scope="module")
 def zero_shot(ctx, patterns):
-    return base_to_novel(ctx, "zeroshot", patterns, SEED, SHOTS)
+    return base_to_novel(ctx, "zeroshot", make_task(patterns, SHOTS, SEED, "base"))[0]
 
 
-@pytest.mark.parametrize("method", ["coop", "ivlp", "promptsrc", "disa", "gallop"])
+@pytest.mark.parametrize("method", method_names(trainable=True))
 def test_training_raises_base_class_accuracy_over_zero_shot(ctx, patterns, zero_shot, method):
-    row = base_to_novel(ctx, method, patterns, SEED, SHOTS)
+    row = base_to_novel(ctx, method, make_task(patterns, SHOTS, SEED, "base"))[0]
     assert row["base"] > zero_shot["base"] + 1, (row, zero_shot)  # 1 point: 3 of the 300 test images
     if method == "gallop":
         chance = 100 / 12  # 12 base classes
@@ -45,5 +46,6 @@ def test_training_raises_base_class_accuracy_over_zero_shot(ctx, patterns, zero_
 
 
 def test_gl_mcm_detects_held_out_shapes(ctx):
-    rows = {r["score"]: r for r in ood_detection(ctx, "gallop", get_suite("shapes"), [get_suite("ood")], SEED, SHOTS)}
+    task = make_task(get_suite("shapes"), SHOTS, SEED)
+    rows = {r["score"]: r for r in ood_detection(ctx, "gallop", task, [get_suite("ood")])}
     assert rows["gl_mcm"]["auroc"] > 60, rows  # measured 70.1 (docs/results/ood; chance is 50)

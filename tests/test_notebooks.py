@@ -115,7 +115,7 @@ def test_no_method_is_reimplemented(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_figures_are_inline_after_the_imports(path):
-    """`%matplotlib inline` must follow the vlp_core imports: vlp_core.engine.results selects the Agg
+    """`%matplotlib inline` must follow the vlp_core imports: vlp_core.experiments.results selects the Agg
     backend when imported, which would otherwise hide every figure of the notebook."""
     cells = _code_cells(_load(path))
     with_magic = [i for i, source in enumerate(cells) if "%matplotlib inline" in source.splitlines()]

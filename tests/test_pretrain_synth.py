@@ -14,7 +14,7 @@ from vlp_core.backbone import WeightsNotFoundError, load_clip
 from vlp_core.backbone.conv_stem import ConvStem, install_conv_stem
 from vlp_core.data.synthworld import ALL_SHAPES, COLOURS
 from vlp_core.data.synthworld.pretraining import IGNORE
-from vlp_core.engine import pretrain_synth as ps
+from vlp_core.synthclip import pretrain as ps
 
 
 def test_contrastive_loss_by_hand():

@@ -7,14 +7,15 @@ import json
 import pytest
 import torch
 
-from vlp_core.cli import main as vlp
-from vlp_core.engine.protocols import Context
-from vlp_core.engine.recipes import PROTOCOLS, recipe
+from vlp_core.commands import main as vlp
+from vlp_core.engine.recipes import recipe, run_recipe
+from vlp_core.experiments.protocols import PROTOCOLS
 from vlp_core.engine.trainer import TrainConfig, resolve_precision
 from vlp_core.methods.coop import CoOpConfig
 from vlp_core.methods.disa import DiSaConfig
 from vlp_core.methods.gallop import GalLoPConfig
 from vlp_core.methods.promptsrc import PromptSRCConfig
+from vlp_core.methods.registry import method_names
 from vlp_core.methods.zeroshot import ZeroShotConfig
 
 BENCHMARK = ("ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101", "FGVCAircraft",
@@ -49,7 +50,7 @@ def official(method, protocol, dataset, shots):
     return dict(epochs=epochs, batch_size=4, lr=0.0025, **SGD_5E4), options
 
 
-@pytest.mark.parametrize("method", ["coop", "ivlp", "promptsrc", "disa", "gallop"])
+@pytest.mark.parametrize("method", method_names(trainable=True))
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_every_entry_is_the_official_value(method, protocol):
     for dataset in BENCHMARK:
@@ -97,18 +98,19 @@ def test_method_defaults_are_the_papers():
 def test_synth_rule_by_hand(method, shots, classes, epochs, lr, weight_decay, warmup):
     entry = recipe(method, "base2novel", "shapes", shots, "synth", classes)
     assert entry.train == TrainConfig(epochs=epochs, batch_size=16, lr=pytest.approx(lr), momentum=0.9,
-                                      weight_decay=weight_decay, warmup_epochs=warmup, precision="fp32")
+                                      weight_decay=weight_decay, warmup_epochs=warmup, precision="fp32",
+                                      crop_scale=(0.5, 1.0))
     assert entry.options == recipe(method, "base2novel", "Caltech101", shots).options  # the same method options
     with pytest.raises(ValueError, match="num_classes"):
         recipe(method, "base2novel", "shapes", shots, "synth")
 
 
-def test_depth_and_gpa_overrides(tiny, tmp_path):
-    ctx = Context(tiny, tmp_path, "paper", method_options={"disa": {"text_depth": 5, "gpa_mean": 3.0}}, epochs=2)
-    dg = ctx.settings("disa", "dg", "ImageNet", 16, 1000)
+def test_depth_and_gpa_overrides():
+    overrides = dict(rule="paper", trainable=True, device=torch.device("cpu"), epochs=2)
+    dg = run_recipe("disa", "dg", "ImageNet", 16, 1000, options={"text_depth": 5, "gpa_mean": 3.0}, **overrides)
     assert dg.options == {"text_depth": 5, "vision_depth": 3, "gpa_mean": 3.0, "gpa_std": 10.0}
     assert dg.train.epochs == 2 and dg.train.precision == "fp32"  # the CPU: fp32 whatever the recipe says
-    b2n = ctx.settings("promptsrc", "base2novel", "Caltech101", 16, 50)
+    b2n = run_recipe("promptsrc", "base2novel", "Caltech101", 16, 50, **overrides)
     assert b2n.options == {"text_depth": 9, "vision_depth": 9, "gpa_mean": 15.0, "gpa_std": 1.0}
     record = dg.as_dict()
     assert record["train"]["epochs"] == 2 and "seed" not in record["train"] and record["options"]["text_depth"] == 5

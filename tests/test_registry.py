@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from app.models import METHOD_TITLES
-from vlp_core.cli import MethodNames, build_parser
+from vlp_core.commands import build_parser
+from vlp_core.commands.common import RegisteredNames
 from vlp_core.methods import registry
 from vlp_core.methods.base import PromptMethod, kl_rows
 from vlp_core.methods.ood import mcm
@@ -23,7 +24,7 @@ def test_the_six_methods_in_order_and_what_derives_from_them():
     assert method_names(trainable=True) == ALL[1:] and method_names(trainable=False) == ["zeroshot"]
     assert METHOD_TITLES == {"zeroshot": "Zero-shot CLIP", "coop": "CoOp", "ivlp": "IVLP", "promptsrc": "PromptSRC",
                              "disa": "DiSa", "gallop": "GalLoP"}
-    assert list(MethodNames()) == ALL and list(MethodNames(trainable=True)) == ALL[1:]
+    assert list(RegisteredNames("methods")) == ALL and list(RegisteredNames("methods", trainable=True)) == ALL[1:]
     assert build_parser().parse_args(["train", "--method", "disa", "--out", "x"]).method == "disa"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--method", "zeroshot", "--out", "x"])  # not trainable
@@ -61,7 +62,7 @@ class Echo(PromptMethod):
 def test_a_seventh_method_is_one_registered_class(tiny, images, monkeypatch):
     monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
     registry.register(Echo)
-    assert method_names() == [*ALL, "echo"] and "echo" in MethodNames(trainable=True)
+    assert method_names() == [*ALL, "echo"] and "echo" in RegisteredNames("methods", trainable=True)
     method = build_method("echo", tiny, {"scale": 3})
     assert method.config.scale == 3.0 and isinstance(method.config.scale, float)
     method.set_classes(["red_circle", "blue square"])

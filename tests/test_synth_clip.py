@@ -11,7 +11,7 @@ from vlp_core.backbone import FrozenTextFeatures, load_clip
 from vlp_core.backbone.conv_stem import ConvStem
 from vlp_core.backbone.loading import ASSETS_DIR
 from vlp_core.data.synthworld import CLASSIFICATION_SUITES
-from vlp_core.engine.synth_report import PRECONDITIONS, card_report, compositional_transfer
+from vlp_core.synthclip.model_card import PRECONDITIONS, card_report, compositional_transfer
 
 N_TEST = 200
 pytestmark = pytest.mark.xdist_group("synth_clip_report")  # one worker computes the report for all

@@ -2,6 +2,6 @@
 
 import sys
 
-from vlp_core.cli import main
+from vlp_core.commands import main
 
 sys.exit(main())

@@ -14,6 +14,8 @@ from typing import Literal, Protocol, Sequence, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from vlp_core.choices import check_choice
+
 SPLITS = ("train", "val", "test")
 ClassOrder = Literal["label", "first_appearance"]
 
@@ -86,6 +88,5 @@ class FirstAppearanceOrder:
 
 def in_class_order(data: ClassificationData, order: ClassOrder) -> ClassificationData:
     """`data` itself ("label") or its `FirstAppearanceOrder` view ("first_appearance")."""
-    if order not in ("label", "first_appearance"):
-        raise ValueError(f"class order must be 'label' or 'first_appearance', got {order!r}")
+    check_choice("class order", order, ClassOrder)
     return data if order == "label" else FirstAppearanceOrder(data)

@@ -22,14 +22,15 @@ non-default choice is added to the file name so it never reads another protocol'
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal, Sequence
 
+from vlp_core.choices import check_choice
 from vlp_core.data.base import ClassificationData, ClassOrder, Datum
 from vlp_core.data.fewshot import group_by_label, sample_few_shot
+from vlp_core.files import write_text_atomically
 
 Sampling = Literal["per_class", "stratified_total"]
 SAMPLINGS: tuple[Sampling, ...] = ("per_class", "stratified_total")
@@ -61,8 +62,7 @@ def few_shot_split(
     min(K, 4) per class from val. Pass a dataset's own folder as `cache_dir` (for a
     `CoOpDataset`, its `folder`), as files of different datasets share names.
     """
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"unknown sampling {sampling!r}, expected one of {SAMPLINGS}")
+    check_choice("sampling", sampling, SAMPLINGS)
     train, val = data.split("train"), data.split("val")
     if train_on_trainval:
         train, val = train + val, []
@@ -114,11 +114,8 @@ def _proportional_quotas(counts: Sequence[int], total: int) -> list[int]:
 def _save(path: Path, header: dict, train: Sequence[Datum], val: Sequence[Datum]) -> None:
     """Write header and items as JSON, via a temporary file of this process so a reader never sees
     half a file, even while runs in other processes write the same draw."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     content = {**header, "train": [asdict(d) for d in train], "val": [asdict(d) for d in val]}
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(content, indent=1), encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomically(path, json.dumps(content, indent=1))
 
 
 def _load(

@@ -8,9 +8,11 @@ family's schedule and depths but not the GPA rows.
 
 The "synth" rule sizes a recipe for SynthWorld on a CPU: the same rows give the method options (depths,
 GPA), the optimiser and the warm-up; the batch becomes 16 with the learning rate scaled linearly from
-the paper's batch, the epochs come to about 240 steps (5 to 20 epochs), and training runs in fp32.
+the paper's batch, the epochs come to about 240 steps (5 to 20 epochs), training images are cropped at
+scale 0.5-1, and training runs in fp32.
 
-A method without rows trains with `TrainConfig`'s defaults and its own config defaults.
+A method without rows trains with `TrainConfig`'s defaults and its own config defaults. `run_recipe`
+is the one place a run's settings are decided: the table's entry, then the run's own overrides.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vlp_core.engine.trainer import TrainConfig
+import torch
+
+from vlp_core.choices import check_choice
+from vlp_core.engine.trainer import TrainConfig, resolve_precision
 from vlp_core.methods.templates import COOP_TEMPLATES
 
 Rule = Literal["paper", "synth"]
 RULES: tuple[str, ...] = ("paper", "synth")
-PROTOCOLS: tuple[str, ...] = ("base2novel", "fewshot", "dg", "xd", "ood")
 IMAGENET_SOURCE = ("dg", "xd", "ood")  # protocols that train on ImageNet (16 shots, all classes) and transfer
 PROMPTSRC_FAMILY = ("ivlp", "promptsrc", "disa")
 WITH_GPA = ("promptsrc", "disa")
@@ -81,6 +85,7 @@ TABLE: tuple[Row, ...] = (
 
 SYNTH_BATCH = 16
 SYNTH_STEPS = 240
+SYNTH_CROP_SCALE = (0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -112,10 +117,7 @@ def recipe(method: str, protocol: str, dataset: str, shots: int, rule: Rule = "p
     rule "synth" needs `num_classes`, the number of classes trained on (it sets the epochs).
     trainable: False gives no TrainConfig (zero-shot CLIP).
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    if rule not in RULES:
-        raise ValueError(f"unknown recipe rule {rule!r}; choose from {', '.join(RULES)}")
+    check_choice("recipe rule", rule, RULES)
     train: dict[str, Any] = {}
     options: dict[str, Any] = {}
     for row in TABLE:
@@ -131,9 +133,25 @@ def recipe(method: str, protocol: str, dataset: str, shots: int, rule: Rule = "p
 
 
 def synth_sized(paper: TrainConfig, shots: int, num_classes: int) -> TrainConfig:
-    """`paper` at batch 16 (learning rate scaled linearly), fp32, and epochs for about 240 steps
-    of shots x num_classes images, clamped to 5..20."""
+    """`paper` at batch 16 (learning rate scaled linearly), fp32, crops of scale 0.5-1, and epochs for
+    about 240 steps of shots x num_classes images, clamped to 5..20."""
     steps_per_epoch = math.ceil(shots * num_classes / SYNTH_BATCH)
     epochs = max(5, min(20, round(SYNTH_STEPS / steps_per_epoch)))
     return dataclasses.replace(paper, epochs=epochs, batch_size=SYNTH_BATCH,
-                               lr=paper.lr * SYNTH_BATCH / paper.batch_size, precision="fp32")
+                               lr=paper.lr * SYNTH_BATCH / paper.batch_size, precision="fp32",
+                               crop_scale=SYNTH_CROP_SCALE)
+
+
+def run_recipe(method: str, protocol: str, dataset: str, shots: int, num_classes: int, *, rule: Rule,
+               trainable: bool, device: torch.device, epochs: int | None = None, precision: str | None = None,
+               options: dict[str, Any] | None = None) -> Recipe:
+    """The settings of one run, decided once: the table's recipe under `rule`, then the run's overrides:
+    `epochs` (quick checks; a notebook's fast mode), the precision for `device` (`precision`, else the
+    recipe's on CUDA and fp32 on the CPU) and the user's method `options` over the recipe's.
+    `as_dict()` of the result is what the run records."""
+    table = recipe(method, protocol, dataset, shots, rule, num_classes, trainable)
+    config = table.train
+    if config is not None:
+        config = dataclasses.replace(config, epochs=epochs or config.epochs,
+                                     precision=resolve_precision(precision, config.precision, device))
+    return dataclasses.replace(table, train=config, options={**table.options, **(options or {})})

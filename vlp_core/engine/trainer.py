@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from tqdm.auto import tqdm
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures
 from vlp_core.data.loaders import GlobalBatches, item_seed, start_epoch
 from vlp_core.engine import distributed
+from vlp_core.files import write_atomically, write_text_atomically
 from vlp_core.methods.base import PromptMethod
 from vlp_core.methods.registry import build_method
 
@@ -58,6 +58,7 @@ class TrainConfig:
     warmup_lr: float = 1e-5
     seed: int = 1
     precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (CUDA autocast + grad scaler)
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area range (the papers')
     progress: bool = True
 
 
@@ -257,7 +258,7 @@ def _train_epoch(method: PromptMethod, loader: DataLoader, optimizer, config: Tr
 def _run_identity(method: PromptMethod, config: TrainConfig, record: dict[str, Any]) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: method, its options, settings, clip and record."""
     return {"method": method.name, "method_config": json.loads(json.dumps(asdict(method.config))),
-            "config": {k: v for k, v in asdict(config).items() if k != "progress"},
+            "config": json.loads(json.dumps({k: v for k, v in asdict(config).items() if k != "progress"})),
             "clip": {"model": method.clip.name, "pretrained": method.clip.pretrained},
             "record": json.loads(json.dumps(record))}
 
@@ -274,10 +275,8 @@ def _save_checkpoint(out_dir: Path, method: PromptMethod, optimizer, config: Tra
     identity = _run_identity(method, config, record)
     meta = {**identity, "config": asdict(config), "classes": method.class_names,
             "epochs_run": result.epochs_run, "history": result.history}
-    save_file(tensors, str(out_dir / (CHECKPOINT_TENSORS + ".tmp")))
-    (out_dir / (CHECKPOINT_META + ".tmp")).write_text(json.dumps(meta, indent=2))
-    os.replace(out_dir / (CHECKPOINT_TENSORS + ".tmp"), out_dir / CHECKPOINT_TENSORS)
-    os.replace(out_dir / (CHECKPOINT_META + ".tmp"), out_dir / CHECKPOINT_META)
+    write_atomically(out_dir / CHECKPOINT_TENSORS, lambda temporary: save_file(tensors, str(temporary)))
+    write_text_atomically(out_dir / CHECKPOINT_META, json.dumps(meta, indent=2))  # last: it names the epochs saved
 
 
 def differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:

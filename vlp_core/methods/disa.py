@@ -17,13 +17,14 @@ prototypes μ_c = normalize(mean normalize(f_o)) computed once in `prepare_train
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal, get_args
+from typing import Iterable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures, encode_image_prompted
+from vlp_core.choices import check_choice
 from vlp_core.methods.base import Step, kl_rows
 from vlp_core.methods.promptsrc import PromptSRC, PromptSRCConfig
 from vlp_core.methods.registry import register
@@ -51,12 +52,6 @@ class DiSaConfig(PromptSRCConfig):
     dir_loss: DirLoss = "cosine"
 
 
-def _check_option(name: str, value: str, options) -> None:
-    """Raise a ValueError naming the choices when `value` is not one of the Literal `options`."""
-    if value not in get_args(options):
-        raise ValueError(f"{name} must be one of {get_args(options)}, got {value!r}")
-
-
 def cir_kl(logits_a: Tensor, logits_b: Tensor, direction: CirDirection = "a||b",
            reduction: CirReduction = "batchmean") -> Tensor:
     """KL between softmax(logits_a) and softmax(logits_b), both (B, C) -> scalar.
@@ -64,8 +59,8 @@ def cir_kl(logits_a: Tensor, logits_b: Tensor, direction: CirDirection = "a||b",
     direction: "a||b" KL(q_a‖q_b), "b||a" KL(q_b‖q_a), "symmetric" their mean.
     reduction over the B row-wise values: "batchmean" Σ/B, "mean" Σ/(B·C), "sum" Σ.
     """
-    _check_option("cir_direction", direction, CirDirection)
-    _check_option("cir_reduction", reduction, CirReduction)
+    check_choice("cir_direction", direction, CirDirection)
+    check_choice("cir_reduction", reduction, CirReduction)
     if direction == "a||b":
         rows = kl_rows(logits_a, logits_b)
     elif direction == "b||a":
@@ -82,7 +77,7 @@ def directional_loss(features: Tensor, targets: Tensor, mode: DirLoss = "cosine"
     "cosine": mean_b (1 − cos); "mse" / "l1": mean squared / absolute difference of the normalised
     features over all B·D elements (PromptSRC's distance form; for unit vectors mse = 2(1 − cos)/D).
     """
-    _check_option("dir_loss", mode, DirLoss)
+    check_choice("dir_loss", mode, DirLoss)
     unit = F.normalize(features, dim=-1)
     if mode == "cosine":
         return (1.0 - F.cosine_similarity(unit, targets, dim=-1)).mean()
@@ -119,7 +114,7 @@ class DiSa(PromptSRC):
         mask_sizes(1, config.mask_ratio, config.mask_pool)  # validates ratio and pool now
         for name, options in (("cir_direction", CirDirection), ("cir_reduction", CirReduction),
                               ("dir_loss", DirLoss), ("mask_mode", MaskMode)):
-            _check_option(name, getattr(config, name), options)
+            check_choice(name, getattr(config, name), options)
         self.reseed(config.seed)  # masks come from `self.generator` (the trainer draws them per image)
         self.prototypes: Tensor | None = None  # (C, D), a per-run constant: not learned, not saved
         self._prototype_classes: tuple[str, ...] = ()

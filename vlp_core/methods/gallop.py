@@ -28,6 +28,7 @@ from vlp_core.backbone import (
     init_context,
     prompt_token_ids,
 )
+from vlp_core.choices import check_choice
 from vlp_core.methods.base import PromptMethod, readable
 from vlp_core.methods.ood import gl_mcm, l_mcm, mcm
 from vlp_core.methods.registry import register
@@ -61,8 +62,7 @@ class GalLoPConfig:
         self.topk = tuple(int(k) for k in self.topk)
         if len(self.topk) != self.n_local:
             raise ValueError(f"topk has {len(self.topk)} values but n_local is {self.n_local}")
-        if self.dropout_sampling not in DROPOUT_SAMPLINGS:
-            raise ValueError(f"dropout_sampling must be one of {DROPOUT_SAMPLINGS}, got {self.dropout_sampling!r}")
+        check_choice("dropout_sampling", self.dropout_sampling, DROPOUT_SAMPLINGS)
         if min(self.n_global, self.n_local, self.text_chunk_size, *self.topk) < 1:
             raise ValueError("n_global, n_local, text_chunk_size and every k must be at least 1")
 

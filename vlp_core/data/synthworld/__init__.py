@@ -18,7 +18,6 @@ from vlp_core.data.synthworld.attributes import (
     STYLES,
     Difficulty,
 )
-from vlp_core.data.synthworld.bench import render_benchmark
 from vlp_core.data.synthworld.captions import caption
 from vlp_core.data.synthworld.pretraining import pretraining_batch, pretraining_example
 from vlp_core.data.synthworld.render import BACKGROUND, ObjectSpec, SceneSpec, render, render_objects
@@ -51,7 +50,6 @@ __all__ = [
     "pretraining_example",
     "render",
     "render_objects",
-    "render_benchmark",
     "sample_pair_scene",
     "sample_scene",
 ]

@@ -9,7 +9,7 @@ shape (the OOD shapes too) and every style; no object anywhere in a scene has a 
 Besides its caption, every example carries the factors that generated it (`scene_factors`): the
 main object's shape, colour, pattern and size, the style, the background, which shapes are
 visible, and per ViT patch the shape and colour of the object the patch shows. The image tower
-of synth-clip is trained on them (see `vlp_core/engine/pretrain_synth.py`).
+of synth-clip is trained on them (see `vlp_core/synthclip/pretrain.py`).
 """
 
 from __future__ import annotations

@@ -194,6 +194,20 @@ class SynthSuite:
         image, mask = render(spec, self.image_size)
         return image, mask, spec
 
+    def render_batch(self, preprocess: Callable[[Image.Image], "torch.Tensor"], split: str = "test",
+                     n: int = 200) -> tuple["torch.Tensor", "torch.Tensor", np.ndarray]:
+        """The first n items of a split through `preprocess` (a CLIP's test transform): images
+        (n, 3, S', S'), labels (n,), main-object masks bool (n, S, S)."""
+        import torch
+
+        images, masks = [], []
+        items = self.split(split)[:n]
+        for item in items:
+            image, mask, _ = self.render_item(*_address(item))
+            images.append(preprocess(Image.fromarray(image)))
+            masks.append(mask)
+        return torch.stack(images), torch.tensor([item.label for item in items]), np.stack(masks)
+
     def load_image(self, datum: Datum) -> Image.Image:
         """The datum's image as an RGB PIL image of side `image_size`."""
         image, _, _ = self.render_item(*_address(datum))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from vlp_core.backbone.conv_stem import install_conv_stem
 from vlp_core.backbone.loading import WEIGHTS_FILE
 from vlp_core.data.synthworld import ALL_SHAPES, BACKGROUNDS, COLOURS, PATTERNS, SIZES, STYLES, pretraining_batch
 from vlp_core.data.synthworld.pretraining import IGNORE
+from vlp_core.files import write_atomically, write_text_atomically
 
 SYNTH_MODEL_CFG = {
     "embed_dim": 128,
@@ -189,11 +189,10 @@ def _save_state(state_dir: Path, model: nn.Module, heads: FactorHeads, optimizer
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"heads.{k}": v.contiguous() for k, v in heads.state_dict().items()})
     tensors.update({f"optim.{k}": v.contiguous() for k, v in optimizer_state.items()})
-    save_file({k: v.cpu() for k, v in tensors.items()}, str(state_dir / "state.safetensors.tmp"))
+    write_atomically(state_dir / "state.safetensors",
+                     lambda temporary: save_file({k: v.cpu() for k, v in tensors.items()}, str(temporary)))
     meta = {"stage": stage, "step": step, "config": asdict(config), "seconds": seconds}
-    (state_dir / "state.json.tmp").write_text(json.dumps(meta))
-    os.replace(state_dir / "state.safetensors.tmp", state_dir / "state.safetensors")
-    os.replace(state_dir / "state.json.tmp", state_dir / "state.json")
+    write_text_atomically(state_dir / "state.json", json.dumps(meta))  # last: it says the state is whole
 
 
 def _load_state(state_dir: Path, model: nn.Module, heads: FactorHeads, config: PretrainConfig,

@@ -25,7 +25,7 @@ from PIL import Image
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures, load_clip
 from vlp_core.data.drawn import DrawnShapes
 from vlp_core.data.synthworld import CLASSIFICATION_SUITES, HELD_OUT_COMBOS, SynthSuite, get_suite
-from vlp_core.engine.diagnose import diagnose, diagnose_dataset, encode_items
+from vlp_core.tools.diagnose import diagnose, diagnose_dataset, encode_items
 
 TEMPLATE = "a photo of a {}."
 
@@ -45,19 +45,6 @@ class Preconditions:
 
 PRECONDITIONS = Preconditions()
 OOD_PAIR = ("shapes", "ood")
-
-
-def render_split(suite: SynthSuite, bundle: ClipBundle, split: str = "test", n: int = 200):
-    """The first n items of a split: images (n, 3, S, S), labels (n,), masks bool (n, S, S)."""
-    items = suite.split(split)[:n]
-    images, masks = [], []
-    for item in items:
-        split_name, index = item.key.split("/")
-        image, mask, _ = suite.render_item(split_name, int(index))
-        images.append(bundle.preprocess(Image.fromarray(image)))
-        masks.append(mask)
-    labels = torch.tensor([item.label for item in items])
-    return torch.stack(images), labels, np.stack(masks)
 
 
 @torch.no_grad()
@@ -131,7 +118,7 @@ def model_card(report: dict, training: dict, p: Preconditions = PRECONDITIONS) -
     precondition as measured in `report` (`card_report`)."""
     from vlp_core.data.synthworld import HELD_OUT_COMBOS
     from vlp_core.data.synthworld.captions import CAPTION_RATES as rates
-    from vlp_core.engine.pretrain_synth import SYNTH_CONV_STEM, SYNTH_MODEL_CFG, SYNTH_STEM_DEPTH
+    from vlp_core.synthclip.pretrain import SYNTH_CONV_STEM, SYNTH_MODEL_CFG, SYNTH_STEM_DEPTH
 
     config, cfg = training["config"], SYNTH_MODEL_CFG
     vision, text = cfg["vision_cfg"], cfg["text_cfg"]
@@ -242,7 +229,7 @@ rate of a random patch (asked: >= {p.pointing_over_area:.0f}x). Zero-shot band a
   classes): zero-shot {drawn['zero_shot']:.1f} % (chance {drawn['chance']:.1f} %), 16-shot linear probe {drawn['linear_probe']:.1f} %.
 
 The tests recompute these on fewer images and check them against the same preconditions
-(`vlp_core/engine/synth_report.py`, `PRECONDITIONS`).
+(`vlp_core/synthclip/model_card.py`, `PRECONDITIONS`).
 """
 
 

@@ -1,10 +1,30 @@
-"""Does a patch score map look at the object? Measures against ground-truth object masks."""
+"""Metrics: top-1 accuracy of any method, and whether a patch score map looks at the object (measures
+against ground-truth object masks)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
+
+from vlp_core.methods.base import PromptMethod
+
+
+def top1(logits: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy in percent of logits (N, C) against labels (N,)."""
+    return 100.0 * (logits.argmax(-1) == labels).float().mean().item()
+
+
+@torch.no_grad()
+def predict(method: PromptMethod, loader: DataLoader) -> tuple[Tensor, Tensor]:
+    """Logits (N, C) for the method's current class list and the labels (N,), on the CPU."""
+    method.eval()
+    logits, labels = [], []
+    for images, targets in loader:
+        logits.append(method.logits(images.to(method.device)).float().cpu())
+        labels.append(targets)
+    return torch.cat(logits), torch.cat(labels)
 
 
 def patch_coverage(mask: np.ndarray, grid: int) -> Tensor:

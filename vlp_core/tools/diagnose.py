@@ -29,8 +29,8 @@ from vlp_core.backbone import ClipBundle, FrozenTextFeatures, encode_image_promp
 from vlp_core.data.base import ClassificationData, Datum
 from vlp_core.data.fewshot_cache import few_shot_split
 from vlp_core.data.loaders import eval_transform
-from vlp_core.engine.grounding import patch_coverage, pointing_hits
-from vlp_core.engine.results import markdown_table
+from vlp_core.engine.metrics import patch_coverage, pointing_hits, top1
+from vlp_core.experiments.results import markdown_table
 from vlp_core.methods.ood import auroc, fpr_at_95_tpr, mcm
 from vlp_core.methods.templates import IMAGENET_TEMPLATES, SINGLE_TEMPLATE
 
@@ -77,7 +77,7 @@ def encode_items(clip: ClipBundle, data: ClassificationData, items: Sequence[Dat
 def class_mean_accuracy(train: Features, test: Features, num_classes: int) -> float:
     """Top-1 (%) of the nearest class mean (cosine) of the training features."""
     means = torch.zeros(num_classes, train.pooled.shape[1]).index_add_(0, train.labels, train.pooled)
-    return _top1(test.pooled @ F.normalize(means, dim=-1).T, test.labels)
+    return top1(test.pooled @ F.normalize(means, dim=-1).T, test.labels)
 
 
 def fit_linear_probe(features: Tensor, labels: Tensor, num_classes: int, weight_decay: float,
@@ -106,14 +106,10 @@ def linear_probe_accuracy(train: Features, val: Features, test: Features, num_cl
     the strength is searched on the few-shot validation split, then the probe is scored on test)."""
     def score(weight_decay: float, on: Features) -> float:
         weight, bias = fit_linear_probe(train.pooled, train.labels, num_classes, weight_decay)
-        return _top1(on.pooled @ weight.T + bias, on.labels)
+        return top1(on.pooled @ weight.T + bias, on.labels)
 
     best = max(PROBE_WEIGHT_DECAYS, key=lambda wd: score(wd, val)) if len(val.labels) else PROBE_WEIGHT_DECAYS[1]
     return score(best, test)
-
-
-def _top1(logits: Tensor, labels: Tensor) -> float:
-    return 100.0 * (logits.argmax(-1) == labels).float().mean().item()
 
 
 def pointing(maps: Tensor, labels: Tensor, coverage: Tensor) -> float:
@@ -133,8 +129,8 @@ def diagnose_dataset(clip: ClipBundle, data: ClassificationData, text: FrozenTex
     classes = data.classnames
     single = text(classes, (SINGLE_TEMPLATE,))
     row = {"dataset": data.name, "classes": len(classes), "chance": 100.0 / len(classes), "test_images": len(test_items),
-           "zero_shot": _top1(test.pooled @ single.T, test.labels),
-           "zero_shot_ensemble": _top1(test.pooled @ text(classes, IMAGENET_TEMPLATES).T, test.labels)}
+           "zero_shot": top1(test.pooled @ single.T, test.labels),
+           "zero_shot_ensemble": top1(test.pooled @ text(classes, IMAGENET_TEMPLATES).T, test.labels)}
     class_means, probes = [], []
     for seed in seeds:
         train_items, val_items = few_shot_split(data, shots, seed, cache_dir=None)

@@ -1,0 +1,50 @@
+"""`vlp recipe`: print the recipe of (method, protocol, dataset, shots) as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from vlp_core.commands.common import METHODS, PROTOCOLS
+
+HELP = "print the recipe of (method, protocol, dataset, shots) as JSON"
+DESCRIPTION = ("The training settings and method options a run of METHOD on DATASET (K shots) in PROTOCOL uses: "
+               "the papers' official values, or their CPU-sized version for SynthWorld suites.")
+EXAMPLES = """\
+  vlp recipe --method disa --protocol fewshot --dataset EuroSAT --shots 4
+  vlp recipe --method gallop --protocol dg --dataset ImageNet
+  vlp recipe --method disa --protocol base2novel --dataset shapes"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", required=True, choices=METHODS, metavar="METHOD", help="%(choices)s")
+    parser.add_argument("--protocol", required=True, choices=PROTOCOLS, metavar="PROTOCOL", help="%(choices)s")
+    parser.add_argument("--dataset", required=True, help="the dataset trained on (dg/xd/ood: the source, ImageNet)")
+    parser.add_argument("--shots", type=int, default=16)
+    parser.add_argument("--rule", choices=["paper", "synth"], default=None,
+                        help="paper or synth (CPU-sized); default: synth for SynthWorld suites")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vlp_core.data.synthworld import list_suites
+    from vlp_core.engine.recipes import recipe
+    from vlp_core.methods.registry import method_class, method_config
+
+    rule = args.rule or ("synth" if args.dataset in list_suites() else "paper")
+    num_classes = synth_classes(args.protocol, args.dataset, args.shots) if rule == "synth" else None
+    result = recipe(args.method, args.protocol, args.dataset, args.shots, rule, num_classes,
+                    method_class(args.method).trainable)
+    config = method_config(args.method, result.options)
+    print(json.dumps({**result.as_dict(), "method_config": dataclasses.asdict(config)}, indent=2))
+    return 0
+
+
+def synth_classes(protocol: str, dataset: str, shots: int) -> int:
+    """How many classes a SynthWorld run of `protocol` trains on (the synth rule's epochs need it)."""
+    from vlp_core.data.datasets import open_dataset
+    from vlp_core.data.tasks import make_task
+    from vlp_core.experiments.protocols import protocol as protocol_named
+
+    task = make_task(open_dataset(dataset), shots, seed=1, part=protocol_named(protocol).part)
+    return len(task.class_names())

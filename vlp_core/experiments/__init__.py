@@ -1,0 +1,1 @@
+"""Protocols as one table, jobs and their launchers, result files and reports."""

@@ -1,0 +1,203 @@
+"""One run: a method built with its recipe, trained on a Task, scored on test items.
+
+`Context` is what the runs of a job share (its spec, the frozen CLIP and its text cache, where runs are
+written); `fit` trains one method on one Task with the settings `Context.settings` decides (the
+recipe table's entry and the spec's overrides, nothing else), `evaluate` and `id_ness` score it.
+`train_one` and `evaluate_one` are `vlp train` and `vlp eval`. Learned prompts of every run are
+checkpointed in its folder, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from vlp_core.backbone import ClipBundle, FrozenTextFeatures
+from vlp_core.data.base import ClassificationData, Datum
+from vlp_core.data.loaders import eval_transform, make_loader, train_transform
+from vlp_core.data.tasks import Part, Task, make_task
+from vlp_core.engine import distributed
+from vlp_core.engine.metrics import top1
+from vlp_core.engine.recipes import Recipe, run_recipe
+from vlp_core.engine.trainer import CHECKPOINT_META, CHECKPOINT_TENSORS, checkpoint_meta, load_trained, train
+from vlp_core.experiments.spec import JobSpec
+from vlp_core.files import write_text_atomically
+from vlp_core.methods.base import PromptMethod
+from vlp_core.methods.registry import build_method, method_class
+
+RUN_RECORD = "run.json"  # what `train_one` trained, beside its checkpoint
+PROTOCOL_OF_CLASSES = {"base": "base2novel", "all": "fewshot"}  # `vlp train`'s default recipe protocol
+
+
+@dataclass
+class Context:
+    """What every run of a job shares: its spec, the frozen CLIP (on its device) and its text cache,
+    the folder runs are written under."""
+
+    spec: JobSpec
+    clip: ClipBundle
+    out_dir: Path
+    overwrite: bool = False  # discard existing checkpoints instead of resuming them
+    progress: bool = True
+    eval_batch_size: int = 128
+    frozen_text: FrozenTextFeatures = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.frozen_text = FrozenTextFeatures(self.clip.model, self.clip.tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.model.logit_scale.device
+
+    def settings(self, method: str, protocol: str, task: Task) -> Recipe:
+        """The recipe a run of `method` on `task` uses under `protocol`: the table's, with the spec's
+        epochs, precision and method options applied; `as_dict()` is what the run records."""
+        spec = self.spec
+        return run_recipe(method, protocol, task.name, task.shots, len(task.class_names()),
+                          rule=spec.preset_entry.rule, trainable=method_class(method).trainable,
+                          device=self.device, epochs=spec.epochs, precision=spec.precision,
+                          options=spec.method_options.get(method, {}))
+
+    def untrained_options(self, method: str, protocol: str, data: ClassificationData, shots: int) -> dict[str, Any]:
+        """The options of an untrained method (zero-shot CLIP) on `data`: its recipe's (a dataset's own
+        prompt template) with the spec's method options applied."""
+        spec = self.spec
+        return run_recipe(method, protocol, data.name, shots, len(data.classnames), rule=spec.preset_entry.rule,
+                          trainable=False, device=self.device, options=spec.method_options.get(method, {})).options
+
+    def loader(self, data: ClassificationData, items: Sequence[Datum], batch_size: int,
+               train_crop_scale: tuple[float, float] | None = None, seed: int = 0):
+        """A loader of `items`: with `train_crop_scale` the training augmentation (this process's share
+        of global batches of `batch_size`), else the test transform; pinned on CUDA."""
+        mean, std = self.clip.image_mean_std
+        size = self.clip.image_size
+        training = train_crop_scale is not None
+        transform = train_transform(size, mean, std, train_crop_scale) if training else eval_transform(size, mean, std)
+        return make_loader(data, items, transform, batch_size, shuffle=training, seed=seed,
+                           num_workers=self.spec.workers, pin_memory=self.device.type == "cuda",
+                           rank=distributed.rank(), world_size=distributed.world_size())
+
+
+def fit(ctx: Context, settings: Recipe, task: Task, run_dir: Path, label: str = "") -> PromptMethod:
+    """Build the method of `settings` (a `Context.settings`), train it on `task`'s items and return
+    it. Zero-shot CLIP is returned untrained.
+
+    Runs resume from `run_dir` when it holds the same run (`ctx.overwrite`: start afresh).
+    """
+    options = dict(settings.options)
+    if settings.train is not None:
+        options.setdefault("seed", task.seed)  # prompt initialisation follows the run's seed
+    method = build_method(settings.method, ctx.clip, options, ctx.frozen_text)
+    method.set_classes(task.class_names())
+    if settings.train is None:
+        return method
+    config = dataclasses.replace(settings.train, seed=task.seed, progress=ctx.progress)
+    if ctx.overwrite:
+        for name in (CHECKPOINT_META, CHECKPOINT_TENSORS):
+            (run_dir / name).unlink(missing_ok=True)
+    record = {"dataset": task.name, "classes": method.class_names, "shots": task.shots,
+              "few_shot": dataclasses.asdict(ctx.spec.few_shot)}
+    train(method, ctx.loader(task.data, task.train, config.batch_size, config.crop_scale, task.seed), config,
+          out_dir=run_dir, resume=True, prepare_loader=ctx.loader(task.data, task.train, ctx.eval_batch_size),
+          record=record, label=label)
+    return method
+
+
+def evaluate(ctx: Context, method: PromptMethod, data: ClassificationData, items: Sequence[Datum],
+             class_names: Sequence[str]) -> dict[str, float]:
+    """Top-1 (%) on `items` with `class_names`: "acc" for the prediction, "acc_<head>" for the other
+    heads a method has (GalLoP's global and local)."""
+    method.set_classes(class_names)
+    method.eval()
+    outputs: dict[str, list] = {}
+    labels = []
+    bar = tqdm(ctx.loader(data, items, ctx.eval_batch_size), desc=f"evaluating on {data.name}",
+               disable=not ctx.progress, leave=False)
+    with torch.no_grad():
+        for images, targets in bar:
+            for head, logits in method.head_logits(images.to(ctx.device, non_blocking=True)).items():
+                outputs.setdefault(head, []).append(logits.float().cpu())
+            labels.append(targets)
+    truth = torch.cat(labels)
+    return {("acc" if head == "combined" else f"acc_{head}"): top1(torch.cat(v), truth) for head, v in outputs.items()}
+
+
+def evaluate_part(ctx: Context, method: PromptMethod, task: Task, part: Part | None = None) -> dict[str, float]:
+    """`evaluate` on the test items of `part` of `task` (default: the part trained on), with its names."""
+    return evaluate(ctx, method, task.data, task.test(part), task.class_names(part))
+
+
+@torch.no_grad()
+def id_ness(ctx: Context, method: PromptMethod, data: ClassificationData,
+            items: Sequence[Datum]) -> dict[str, torch.Tensor]:
+    """ID-ness scores (higher = in-distribution) of `items` under the method's current classes."""
+    method.eval()
+    scores: dict[str, list] = {}
+    bar = tqdm(ctx.loader(data, items, ctx.eval_batch_size), desc=f"scoring {data.name}",
+               disable=not ctx.progress, leave=False)
+    for images, _ in bar:
+        for name, value in method.ood_scores(images.to(ctx.device, non_blocking=True)).items():
+            scores.setdefault(name, []).append(value.float().cpu())
+    return {k: torch.cat(v) for k, v in scores.items()}
+
+
+def train_one(spec: JobSpec, method: str, dataset: str, classes: Part, out_dir: str | Path,
+              progress: bool = True, overwrite: bool = False) -> dict | None:
+    """`vlp train`: one method on one dataset (K shots of `classes`, the first seed, the recipe of
+    `spec.protocol`); the checkpoint and a run record go to `out_dir`. -> test scores and what ran.
+
+    In a distributed run every process trains; the main one alone evaluates, writes and returns
+    the record (the others None)."""
+    spec.check()
+    ctx = Context(spec, spec.clip(), Path(out_dir), overwrite, progress)
+    task = make_task(spec.open(dataset, ctx.clip), spec.shots[-1], spec.seeds[0], classes, spec.few_shot)
+    settings = ctx.settings(method, spec.protocol, task)
+    model = fit(ctx, settings, task, ctx.out_dir, f"{method} · {task.name} · seed {task.seed}")
+    if not distributed.is_main():
+        return None
+    record = {"dataset": task.name, "classes": classes, "shots": task.shots, "seed": task.seed,
+              "preset": spec.preset, "data_root": spec.data_root, "class_order": spec.class_order,
+              "recipe": settings.as_dict(), "test": evaluate_part(ctx, model, task)}
+    write_text_atomically(ctx.out_dir / RUN_RECORD, json.dumps(record, indent=2))
+    return record
+
+
+def evaluate_one(spec: JobSpec, prompts: str | None, method: str, dataset: str, classes: Part,
+                 progress: bool = True) -> dict:
+    """`vlp eval`: top-1 of trained prompts (a `train_one` folder) or of an untrained method on a
+    dataset's test split -> the scores with the dataset, split and classes evaluated."""
+    spec.check()
+    ctx = Context(spec, spec.clip(), Path("."), progress=progress)
+    data = spec.open(dataset, ctx.clip, ("test",) if classes == "all" else ("train", "test"))
+    if classes == "all":  # no few-shot draw needed: every class, the whole test split
+        items, names = data.split("test"), data.classnames
+    else:  # CoOp's halves follow the few-shot draw of the run's shots and seed
+        task = make_task(data, spec.shots[-1], spec.seeds[0], classes, spec.few_shot)
+        items, names = task.test(), task.class_names()
+    if prompts:
+        model = load_trained(prompts, ctx.clip, ctx.frozen_text)
+    else:
+        options = ctx.untrained_options(method, "fewshot", data, spec.shots[-1])
+        model = build_method(method, ctx.clip, options, ctx.frozen_text)
+    return {"dataset": data.name, "split": "test", "classes": classes, "class_names": names,
+            "method": model.name, "scores": evaluate(ctx, model, data, items, names)}
+
+
+def trained_defaults(prompts: str | Path) -> dict[str, Any]:
+    """What a `train_one` folder was trained on (dataset, data root, preset, classes, shots, seed,
+    model), for `vlp eval`'s defaults; only the model for a checkpoint without a run record."""
+    meta = checkpoint_meta(prompts)
+    defaults = {"model": meta.get("clip", {}).get("model"), "pretrained": meta.get("clip", {}).get("pretrained")}
+    record_path = Path(prompts) / RUN_RECORD
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        defaults.update({key: record[key] for key in ("dataset", "data_root", "preset", "shots", "seed",
+                                                      "class_order")})
+    return defaults

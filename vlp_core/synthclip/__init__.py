@@ -1,0 +1,1 @@
+"""synth-clip, the bundled small CLIP: its pretraining on SynthWorld and its model card."""
