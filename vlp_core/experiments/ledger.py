@@ -99,11 +99,12 @@ class RunKey:
 
 
 def run_key(row: dict, protocol: str) -> RunKey:
-    """The RunKey of a result row of `protocol`."""
+    """The RunKey of a result row of `protocol` (K from the row, or its recipe: OOD rows record it there)."""
+    shots = row.get("shots", (row.get("recipe") or {}).get("shots"))
     if protocol == "ood":
-        return RunKey(row["method"], row["ood"], row.get("shots"), row.get("score"), row["dataset"])
+        return RunKey(row["method"], row["ood"], shots, row.get("score"), row["dataset"])
     context = row.get("source") if protocol in ("dg", "xd") else None
-    return RunKey(row["method"], row["dataset"], row.get("shots"), None, context)
+    return RunKey(row["method"], row["dataset"], shots, None, context)
 
 
 def per_seed(rows: Sequence[dict], metric: str) -> dict[int, float]:

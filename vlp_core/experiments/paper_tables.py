@@ -92,7 +92,7 @@ def base_to_novel_table(rows: Sequence[dict], title: str = "") -> PaperTable:
     columns = tuple(Column(label, _method_title(m, rows)) for m in methods for label in ("Base", "Novel", "HM"))
     body = [TableRow((d,), tuple(v for m in methods for v in _base_novel_hm(cells[m, d]))) for d in datasets]
     average = TableRow((AVERAGE_TITLE,), tuple(v for m in methods for v in _average_base_novel_hm(
-        [cells[m, d] for d in datasets if cells[m, d]])), rule_after=True)
+        [cells[m, d] for d in datasets])), rule_after=True)
     return PaperTable(title, ("Dataset",), columns, (average, *body), decimals=2)
 
 
@@ -151,8 +151,9 @@ def _base_novel_hm(rows: Sequence[dict]) -> tuple[float | None, float | None, fl
 
 
 def _average_base_novel_hm(cells: Sequence[Sequence[dict]]) -> tuple[float | None, float | None, float | None]:
-    """The mean base and novel over datasets and the HM of those means, as the papers' average."""
-    if not cells:
+    """The mean base and novel over datasets and the HM of those means, as the papers' average; None
+    when a dataset has no rows (an average over fewer datasets is not the paper's)."""
+    if not cells or not all(cells):
         return None, None, None
     base = statistics.fmean(seed_mean(rows, "base") for rows in cells)
     novel = statistics.fmean(seed_mean(rows, "novel") for rows in cells)
