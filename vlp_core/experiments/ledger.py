@@ -278,12 +278,14 @@ def not_comparable_reasons(status: str, backbone_note: str, groups: dict[RunKey,
 
 def _compare_method(method: str, protocol: str, groups: dict[RunKey, list[dict]], numbers: Sequence[PaperNumber],
                     cards: dict[str, dict], config: dict, comparable: bool) -> MethodComparison:
-    first_seen = {key.dataset: i for i, key in reversed(list(enumerate(groups)))}
+    first_seen: dict[str, int] = {}
+    for i, key in enumerate(groups):
+        first_seen.setdefault(key.dataset, i)
     keys = sorted((k for k in groups if k.method == method), key=lambda k: _key_order(k, protocol, first_seen))
     own_numbers = [n for n in numbers if n.method == method]
     variances = seed_variances(cards, method, protocol)
-    entries = [entry for key in keys for metric in PROTOCOL_METRICS[protocol] if _has_metric(groups[key], metric)
-               for entry in [_entry(key, metric, groups[key], own_numbers, variances, comparable)]]
+    entries = [_entry(key, metric, groups[key], own_numbers, variances, comparable)
+               for key in keys for metric in PROTOCOL_METRICS[protocol] if _has_metric(groups[key], metric)]
     entries += _average_entries(method, protocol, keys, groups, own_numbers, variances, comparable)
     entries.sort(key=lambda e: (e.key.shots or 0, SCORES.index(e.key.score) if e.key.score in SCORES else -1,
                                 e.key.dataset != AVERAGE))  # stable: the average first, as the papers print it
@@ -455,9 +457,9 @@ def _missing_datasets(keys: Sequence[RunKey], numbers: Sequence[PaperNumber]) ->
 
 
 def _method_notes(method: str, cards: dict[str, dict]) -> tuple[str, ...]:
-    """For a method whose paper prints no numbers: that, and its claims."""
+    """For a method no card prints a number of: why its paper has none, and its claims."""
     card = cards.get(HOME_CARD.get(method, ""))
-    if card is None or card["public_numbers"]:
+    if card is None or any(n.method == method for n in paper_numbers(cards)):
         return ()
     claims = [f"claim ({card['sources'][c['source']].get('part', c['source'])}): {c['claim']}" for c in card["claims"]]
     return (f"{card['title']}: no public numbers ({card['not_sourced'][0]['why']})", *claims)
@@ -542,14 +544,10 @@ def _shown(field: str, value: Any) -> str:
 
 def verdict_text(entry: Entry) -> str:
     """The verdict in words, naming the band it rests on."""
-    if entry.verdict == WITHIN:
-        if entry.band.source == "paper":
-            return "within the papers' reported seed variance"
-        return "within the default band"
-    if entry.verdict == OUTSIDE:
-        return "outside the papers' reported seed variance" if entry.band.source == "paper" else \
-            "outside the default band"
-    return entry.verdict
+    if entry.verdict not in (WITHIN, OUTSIDE):
+        return entry.verdict
+    band = "the papers' reported seed variance" if entry.band.source == "paper" else "the default band"
+    return f"{entry.verdict} {band}"
 
 
 def render_comparison(comparison: Comparison) -> str:
