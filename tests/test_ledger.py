@@ -162,6 +162,8 @@ def test_a_method_without_public_numbers_shows_its_claims():
     assert {e.verdict for e in method.entries} == {NO_PAPER}
     assert "no public numbers" in method.notes[0]
     assert any("25-35 %" in note for note in method.notes)
+    coop = compare_with_papers(b2n_rows("coop", around(82.69), around(63.22)), config("base2novel"))
+    assert the_method(coop, "coop").notes == ()  # CoOp's repository prints no table, but other cards do
 
 
 # ----------------------------------------------------------------------------------------- few-shot
