@@ -163,16 +163,15 @@ def _followed():
 
 @pytest.mark.parametrize("card_id, method, protocol, dataset", list(_followed()))
 def test_card_recipes_are_the_projects_paper_recipes(card_id, method, protocol, dataset):
-    """The recipes the cards cite are the ones `vlp recipe` gives under the paper rule (epochs, batch, lr),
-    and the crop scale of the vitb16 preset."""
-    from vlp_core.engine.jobs import PRESETS
+    """The recipes the cards cite are the ones `vlp recipe` gives under the paper rule (epochs, batch, lr,
+    crop scale)."""
     from vlp_core.engine.recipes import recipe
 
     stated, citations = paper_recipe({card_id: CARDS[card_id]}, method, protocol, dataset, 16)
     train = recipe(method, protocol, dataset, 16, "paper").train
     assert citations
     assert (stated["epochs"], stated["batch_size"], stated["lr"]) == (train.epochs, train.batch_size, train.lr)
-    assert tuple(stated["crop_scale"]) == PRESETS["vitb16"].crop_scale
+    assert tuple(stated["crop_scale"]) == train.crop_scale
 
 
 def test_maple_recipe_differs_from_the_projects_ivlp():
