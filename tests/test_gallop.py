@@ -496,3 +496,13 @@ def test_new_k_rethresholds_the_cache_without_encoding(method, images, monkeypat
 
 
 # ---------------------------------------------------------------- presets
+
+
+def test_without_a_learned_local_projection_the_local_features_are_the_value_only_path(tiny, images):
+    """learn_local_proj=False (the ablation of GalLoP's local projection): no local_proj tensor is
+    learned and f_l is the value-only path through the identity."""
+    method = GalLoP(tiny, GalLoPConfig(learn_local_proj=False))
+    assert method.local_proj is None
+    assert sorted(method.trainable_state_dict()) == ["global_prompts", "local_prompts"]
+    _, local_feats = method.image_features(images)
+    assert_equivalent(local_feats, _local_by_hand(tiny.model, images, torch.eye(64)))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vlp_core.commands import main as vlp
-from vlp_core.engine.recipes import recipe, run_recipe
+from vlp_core.engine.recipes import VIT_B16, ModelShape, recipe, run_recipe
 from vlp_core.experiments.protocols import PROTOCOLS
 from vlp_core.engine.trainer import TrainConfig, resolve_precision
 from vlp_core.methods.coop import CoOpConfig
@@ -21,6 +21,7 @@ from vlp_core.methods.zeroshot import ZeroShotConfig
 BENCHMARK = ("ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101", "FGVCAircraft",
              "SUN397", "DTD", "EuroSAT", "UCF101")
 SHOTS = (1, 2, 4, 8, 16)
+SYNTH_CLIP = ModelShape(text_blocks=4, vision_blocks=6, patches=64, width=128, logit_scale=18.0)
 SGD_5E4 = dict(momentum=0.9, weight_decay=5e-4, warmup_epochs=1, warmup_lr=1e-5, precision="fp16")
 
 
@@ -29,7 +30,7 @@ def official(method, protocol, dataset, shots):
     if method == "gallop":  # GalLoP's scripts, every protocol
         epochs, batch = {"ImageNet": (50, 128), "SUN397": (200, 128), "EuroSAT": (200, 10)}.get(dataset, (200, 32))
         return dict(epochs=epochs, batch_size=batch, lr=0.002, momentum=0.9, weight_decay=0.01, warmup_epochs=0,
-                    warmup_lr=1e-5, precision="fp16"), {}
+                    warmup_lr=1e-5, precision="fp16"), {"topk": (5, 10, 15, 20)}
     if method == "coop":  # few-shot schedule, used by every protocol
         epochs = 50 if dataset == "ImageNet" else {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}[shots]
         return dict(epochs=epochs, batch_size=32, lr=0.002, **SGD_5E4), {}
@@ -46,7 +47,9 @@ def official(method, protocol, dataset, shots):
             gpa = (45.0, 5.0)
         else:
             gpa = (30.0, 30.0)
-        options.update(gpa_mean=gpa[0], gpa_std=gpa[1])
+        options.update(gpa_mean=gpa[0], gpa_std=gpa[1], sr_text_weight=25.0, sr_image_weight=10.0)
+    if method == "disa":
+        options.update(dir_weight=1.0)  # λ, the project's reconstruction (DiSa's paper gives none)
     return dict(epochs=epochs, batch_size=4, lr=0.0025, **SGD_5E4), options
 
 
@@ -66,7 +69,7 @@ def test_ivlp_has_no_gpa_and_zero_shot_gets_coops_template():
     zero_shot = recipe("zeroshot", "base2novel", "EuroSAT", 16, trainable=False)
     assert zero_shot.train is None and zero_shot.options == {"template": "a centered satellite photo of {}."}
     assert recipe("zeroshot", "dg", "ImageNet-Sketch", 16, trainable=False).options == {"template": "a photo of a {}."}
-    assert recipe("zeroshot", "base2novel", "shapes", 16, "synth", 6, trainable=False).options == {}
+    assert recipe("zeroshot", "base2novel", "shapes", 16, "synth", 6, trainable=False, shape=SYNTH_CLIP).options == {}
 
 
 def test_method_defaults_are_the_papers():
@@ -88,30 +91,65 @@ def test_method_defaults_are_the_papers():
 
 
 @pytest.mark.parametrize("method, shots, classes, epochs, lr, weight_decay, warmup", [
-    ("disa", 16, 6, 20, 0.01, 5e-4, 1),  # 96 images: 6 steps an epoch, 240 / 6 = 40 -> at most 20
+    ("disa", 16, 6, 20, 0.01, 5e-4, 1),  # 96 images: 6 steps an epoch, 240 / 6 = 40 -> the paper's 20 at most
     ("promptsrc", 16, 16, 15, 0.01, 5e-4, 1),  # 256 images: 16 steps, 240 / 16 = 15
     ("coop", 16, 16, 15, 0.001, 5e-4, 1),  # CoOp's lr 0.002 at batch 32 -> 0.001 at batch 16
+    ("coop", 16, 6, 40, 0.001, 5e-4, 1),  # 6 steps, 240 / 6 = 40 (CoOp's paper: 200)
     ("gallop", 16, 32, 8, 0.001, 0.01, 0),  # 512 images: 32 steps, 240 / 32 = 7.5 -> 8
-    ("ivlp", 1, 16, 20, 0.01, 5e-4, 1),  # 1 step an epoch -> at most 20
+    ("ivlp", 1, 16, 20, 0.01, 5e-4, 1),  # 1 step an epoch -> 240, the paper's 20 at most
     ("gallop", 16, 100, 5, 0.001, 0.01, 0),  # 100 steps -> at least 5
 ])
 def test_synth_rule_by_hand(method, shots, classes, epochs, lr, weight_decay, warmup):
-    entry = recipe(method, "base2novel", "shapes", shots, "synth", classes)
+    entry = recipe(method, "base2novel", "shapes", shots, "synth", classes, shape=SYNTH_CLIP)
     assert entry.train == TrainConfig(epochs=epochs, batch_size=16, lr=pytest.approx(lr), momentum=0.9,
                                       weight_decay=weight_decay, warmup_epochs=warmup, precision="fp32",
-                                      crop_scale=(0.5, 1.0))
-    assert entry.options == recipe(method, "base2novel", "Caltech101", shots).options  # the same method options
+                                      crop_scale=(0.08, 1.0))  # the papers' crops
     with pytest.raises(ValueError, match="num_classes"):
-        recipe(method, "base2novel", "shapes", shots, "synth")
+        recipe(method, "base2novel", "shapes", shots, "synth", shape=SYNTH_CLIP)
+    with pytest.raises(ValueError, match="shape"):
+        recipe(method, "base2novel", "shapes", shots, "synth", classes)
+
+
+def test_synth_rule_scales_the_papers_options_to_the_model_by_hand():
+    """synth-clip: 4 text / 6 vision blocks (ViT-B/16: 12 / 12), 64 patches (196), D = 128 (512), s = 18 (100)."""
+    b2n = recipe("disa", "base2novel", "colour_shapes", 16, "synth", 16, shape=SYNTH_CLIP)  # 15 epochs
+    assert b2n.options == {
+        "text_depth": 3, "vision_depth": 5,  # 9 · 4 / 12 = 3; 9 · 6 / 12 = 4.5, half up
+        "gpa_mean": 11.25, "gpa_std": 0.75,  # 15 / 20 and 1 / 20 of the run's 15 epochs
+        "sr_text_weight": 2.25, "sr_image_weight": 0.9,  # 25 and 10 · 0.18 · sqrt(128 / 512)
+        "dir_weight": 0.18}  # 1 · 0.18
+    dg = recipe("promptsrc", "dg", "shapes", 16, "synth", 12, shape=SYNTH_CLIP)  # 12 steps an epoch: 20 epochs
+    assert (dg.options["text_depth"], dg.options["vision_depth"]) == (1, 2)  # 3 · 4 / 12; 3 · 6 / 12 = 1.5
+    assert (dg.options["gpa_mean"], dg.options["gpa_std"]) == (6.0, 10.0)  # 20 of the paper's 20 epochs
+    assert recipe("gallop", "fewshot", "shapes", 4, "synth", 12, shape=SYNTH_CLIP).options == {
+        "topk": (2, 3, 5, 7)}  # (5, 10, 15, 20) · 64 / 196 = 1.6, 3.3, 4.9, 6.5
+    few = recipe("promptsrc", "fewshot", "colour_shapes", 2, "synth", 32, shape=SYNTH_CLIP, epochs=10)
+    assert few.train.epochs == 10 and (few.options["gpa_mean"], few.options["gpa_std"]) == (6.0, 6.0)  # 30 / 50
+    assert recipe("ivlp", "base2novel", "Caltech101", 16, "synth", 50, shape=VIT_B16).options == recipe(
+        "ivlp", "base2novel", "Caltech101", 16).options  # ViT-B/16's own shape: nothing to scale
+
+
+def test_synth_rule_budget_options():
+    longer = recipe("coop", "base2novel", "shapes", 16, "synth", 16, shape=SYNTH_CLIP, rule_options={"steps": 960})
+    assert longer.train.epochs == 60  # 960 / 16 steps
+    capped = recipe("disa", "base2novel", "shapes", 16, "synth", 16, shape=SYNTH_CLIP, rule_options={"steps": 960})
+    assert capped.train.epochs == 20  # never more than the paper's epochs
+    crops = recipe("coop", "base2novel", "shapes", 16, "synth", 16, shape=SYNTH_CLIP,
+                   rule_options={"crop_scale": [0.5, 1.0]})
+    assert crops.train.crop_scale == (0.5, 1.0)
+    with pytest.raises(ValueError, match="the synth rule has no option stepz"):
+        recipe("coop", "base2novel", "shapes", 16, "synth", 16, shape=SYNTH_CLIP, rule_options={"stepz": 1})
 
 
 def test_depth_and_gpa_overrides():
     overrides = dict(rule="paper", trainable=True, device=torch.device("cpu"), epochs=2)
     dg = run_recipe("disa", "dg", "ImageNet", 16, 1000, options={"text_depth": 5, "gpa_mean": 3.0}, **overrides)
-    assert dg.options == {"text_depth": 5, "vision_depth": 3, "gpa_mean": 3.0, "gpa_std": 10.0}
+    assert dg.options == {"text_depth": 5, "vision_depth": 3, "gpa_mean": 3.0, "gpa_std": 10.0, "sr_text_weight": 25.0,
+                          "sr_image_weight": 10.0, "dir_weight": 1.0}
     assert dg.train.epochs == 2 and dg.train.precision == "fp32"  # the CPU: fp32 whatever the recipe says
     b2n = run_recipe("promptsrc", "base2novel", "Caltech101", 16, 50, **overrides)
-    assert b2n.options == {"text_depth": 9, "vision_depth": 9, "gpa_mean": 15.0, "gpa_std": 1.0}
+    assert b2n.options == {"text_depth": 9, "vision_depth": 9, "gpa_mean": 15.0, "gpa_std": 1.0, "sr_text_weight": 25.0,
+                           "sr_image_weight": 10.0}
     record = dg.as_dict()
     assert record["train"]["epochs"] == 2 and "seed" not in record["train"] and record["options"]["text_depth"] == 5
 
@@ -131,7 +169,8 @@ def test_vlp_recipe_prints_the_entry_as_json(capsys):
     assert vlp(["recipe", "--method", "disa", "--protocol", "fewshot", "--dataset", "EuroSAT", "--shots", "4"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["train"]["epochs"] == 50 and printed["train"]["batch_size"] == 4
-    assert printed["options"] == {"text_depth": 9, "vision_depth": 9, "gpa_mean": 45.0, "gpa_std": 5.0}
+    assert printed["options"] == {"text_depth": 9, "vision_depth": 9, "gpa_mean": 45.0, "gpa_std": 5.0,
+                                  "sr_text_weight": 25.0, "sr_image_weight": 10.0, "dir_weight": 1.0}
     assert printed["method_config"]["gpa_mean"] == 45.0 and printed["method_config"]["mask_pool"] == 0.5
     assert vlp(["recipe", "--method", "coop", "--protocol", "base2novel", "--dataset", "colour_shapes"]) == 0
     synth = json.loads(capsys.readouterr().out)

@@ -57,12 +57,18 @@ def parse_options(pairs: list[str]) -> dict[str, dict]:
     return options
 
 
-def parse_parameters(pairs: list[str]) -> dict:
-    """`--slurm slurm_partition=gpu timeout_min=240` -> {"slurm_partition": "gpu", "timeout_min": 240}."""
+def parse_parameters(pairs: list[str], flag: str = "--slurm", example: str = "slurm_partition=gpu timeout_min=240") -> dict:
+    """`--slurm slurm_partition=gpu timeout_min=240` -> {"slurm_partition": "gpu", "timeout_min": 240}
+    (values read as JSON if they parse); `flag` and `example` name the flag in the error."""
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--slurm takes KEY=VALUE (e.g. slurm_partition=gpu timeout_min=240), got {pair!r}")
+            raise ValueError(f"{flag} takes KEY=VALUE (e.g. {example}), got {pair!r}")
     return {key: _value(raw) for key, raw in (pair.split("=", 1) for pair in pairs)}
+
+
+def parse_rule_options(pairs: list[str]) -> dict:
+    """`--rule steps=960 crop_scale=[0.5,1]` -> {"steps": 960, "crop_scale": [0.5, 1]}."""
+    return parse_parameters(pairs, "--rule", "steps=960 crop_scale=[0.5,1.0]")
 
 
 def add_device_arguments(parser: argparse.ArgumentParser, workers: bool = True, precision: bool = True) -> None:
@@ -96,6 +102,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
     """What a command that trains takes besides its data: options, epochs, output, overwrite, quiet."""
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.OPTION=VALUE",
                         help="method options over the recipe's, e.g. disa.dir_loss=mse gallop.dropout=0")
+    parser.add_argument("--rule", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="the synth rule's budget over its defaults (docs/methods.md): steps=240, batch_size=16, "
+                             "min_epochs=5, crop_scale=[0.08,1.0]")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--overwrite", action="store_true",

@@ -15,6 +15,7 @@ from vlp_core.commands.common import (
     add_run_arguments,
     parse_options,
     parse_parameters,
+    parse_rule_options,
 )
 
 HELP = "run a paper protocol (base2novel, fewshot, dg, xd, ood)"
@@ -80,7 +81,8 @@ def job_spec(args: argparse.Namespace):
 
     return JobSpec(protocol=args.protocol, methods=args.methods, preset=args.preset, datasets=args.datasets,
                    seeds=args.seeds, shots=args.shots, model=args.model, pretrained=args.pretrained,
-                   data_root=args.data_root, method_options=parse_options(args.set), epochs=args.epochs,
+                   data_root=args.data_root, method_options=parse_options(args.set),
+                   rule_options=parse_rule_options(args.rule), epochs=args.epochs,
                    device=args.device, precision=args.precision, workers=args.workers, sampling=args.sampling,
                    trainval=args.trainval, class_order=args.class_order, fpr95_rule=args.fpr95,
                    source_prompts=args.prompts)

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from vlp_core.commands.common import METHODS, PROTOCOLS
+from vlp_core.commands.common import METHODS, PROTOCOLS, add_backbone_arguments
 
 HELP = "print the recipe of (method, protocol, dataset, shots) as JSON"
 DESCRIPTION = ("The training settings and method options a run of METHOD on DATASET (K shots) in PROTOCOL uses: "
@@ -23,18 +23,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="the dataset trained on (dg/xd/ood: the source, ImageNet)")
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--rule", choices=["paper", "synth"], default=None,
-                        help="paper or synth (CPU-sized); default: synth for SynthWorld suites")
+                        help="paper or synth (scaled to the model, CPU-sized); default: synth for SynthWorld suites")
+    add_backbone_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from vlp_core.backbone import DEFAULT_MODEL, load_clip
     from vlp_core.data.synthworld import list_suites
-    from vlp_core.engine.recipes import recipe
+    from vlp_core.engine.recipes import ModelShape, recipe
     from vlp_core.methods.registry import method_class, method_config
 
     rule = args.rule or ("synth" if args.dataset in list_suites() else "paper")
-    num_classes = synth_classes(args.protocol, args.dataset, args.shots) if rule == "synth" else None
+    num_classes, shape = None, None
+    if rule == "synth":  # scaled to the model the run uses
+        num_classes = synth_classes(args.protocol, args.dataset, args.shots)
+        shape = ModelShape.of(load_clip(args.model or DEFAULT_MODEL, args.pretrained))
     result = recipe(args.method, args.protocol, args.dataset, args.shots, rule, num_classes,
-                    method_class(args.method).trainable)
+                    method_class(args.method).trainable, shape)
     config = method_config(args.method, result.options)
     print(json.dumps({**result.as_dict(), "method_config": dataclasses.asdict(config)}, indent=2))
     return 0

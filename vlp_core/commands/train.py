@@ -12,6 +12,7 @@ from vlp_core.commands.common import (
     add_device_arguments,
     add_run_arguments,
     parse_options,
+    parse_rule_options,
     scores_line,
 )
 
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     protocol = args.protocol or PROTOCOL_OF_CLASSES[args.classes]
     spec = JobSpec(protocol=protocol, methods=[args.method], preset=args.preset, seeds=args.seeds, shots=args.shots,
                    model=args.model, pretrained=args.pretrained, data_root=args.data_root,
-                   method_options=parse_options(args.set), epochs=args.epochs, device=args.device,
+                   method_options=parse_options(args.set), rule_options=parse_rule_options(args.rule),
+                   epochs=args.epochs, device=args.device,
                    precision=args.precision, workers=args.workers)
     record = train_one(spec, args.method, args.data, args.classes, args.out, progress=not args.quiet,
                        overwrite=args.overwrite)

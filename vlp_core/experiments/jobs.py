@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -120,12 +121,15 @@ def finished(spec: JobSpec, clip: ClipBundle, run: Run, out_dir: Path) -> dict |
 
 
 def execute(ctx: Context, datasets: JobData, run: Run, label: str = "") -> list[dict]:
-    """Train (or resume) and score one run in this process -> its rows, also saved in its folder."""
+    """Train (or resume) and score one run in this process -> its rows, also saved in its folder with
+    the run's wall time (training, or resuming, and scoring)."""
     chosen = protocol(run.protocol)
     task = make_task(datasets.trained(run.dataset), run.shots, run.seed, chosen.part, ctx.spec.few_shot)
     targets = [datasets.tested(name) for name in run.targets]
+    started = time.perf_counter()
     rows = chosen.run(ctx, run.method, task, targets, label)
-    saved = {"run": run_key(ctx.spec, ctx.clip, run), "device": str(ctx.device), "rows": rows}
+    saved = {"run": run_key(ctx.spec, ctx.clip, run), "device": str(ctx.device),
+             "seconds": round(time.perf_counter() - started, 1), "rows": rows}
     write_text_atomically(run.folder(ctx.out_dir) / ROWS, json.dumps(saved, indent=1))
     return rows
 
@@ -215,6 +219,7 @@ def run_job(spec: JobSpec, out_dir: str | Path, progress: bool = True, clip: Cli
               "device": ", ".join(sorted({saved["device"] for _, saved in results if saved is not None})),
               "launcher": launcher.describe() if launcher is not None else {"launcher": "in-process"},
               "missing_runs": [run.what for run, saved in results if saved is None],
+              "run_seconds": {run.what: saved.get("seconds") for run, saved in results if saved is not None},
               "recipes": _distinct_recipes(rows)}
     chosen.write_report(rows, out_dir, config)
     if failures:

@@ -19,7 +19,7 @@ from vlp_core.data.base import ClassificationData
 from vlp_core.data.tasks import Part, Task
 from vlp_core.engine.trainer import CHECKPOINT_META, checkpoint_meta, load_trained
 from vlp_core.experiments import reports
-from vlp_core.experiments.runs import Context, evaluate, evaluate_part, fit, id_ness
+from vlp_core.experiments.runs import Context, accuracy, correct, fit, id_ness, outcome_string, scored_part
 from vlp_core.methods.base import PromptMethod, readable
 from vlp_core.methods.ood import auroc, fpr_at_95_tpr
 from vlp_core.methods.registry import build_method
@@ -61,11 +61,12 @@ def base_to_novel(ctx: Context, method: str, task: Task, targets: Sequence[Class
     """Train on the base half of the classes (K shots), test on base and on novel classes."""
     settings = ctx.settings(method, "base2novel", task)
     model = fit(ctx, settings, task, run_dir(ctx.out_dir, "base2novel", method, task.name, task.seed), label)
-    row = {"dataset": task.name, "method": method, "seed": task.seed, "shots": task.shots}
+    row, outcomes = {"dataset": task.name, "method": method, "seed": task.seed, "shots": task.shots}, {}
     for part in ("base", "novel"):
-        for key, value in evaluate_part(ctx, model, task, part).items():
-            row[key.replace("acc", part)] = value
-    return [{**row, "recipe": settings.as_dict()}]
+        scores, hits = scored_part(ctx, model, task, part, prefix=part)
+        row.update(scores)
+        outcomes.update(hits)
+    return [{**row, "recipe": settings.as_dict(), "outcomes": outcomes}]
 
 
 def few_shot(ctx: Context, method: str, task: Task, targets: Sequence[ClassificationData] = (),
@@ -74,8 +75,9 @@ def few_shot(ctx: Context, method: str, task: Task, targets: Sequence[Classifica
     settings = ctx.settings(method, "fewshot", task)
     folder = run_dir(ctx.out_dir, "fewshot", method, task.name, task.seed, shots=task.shots)
     model = fit(ctx, settings, task, folder, label)
-    return [{"dataset": task.name, "method": method, "seed": task.seed, "shots": task.shots,
-             **evaluate_part(ctx, model, task), "recipe": settings.as_dict()}]
+    scores, outcomes = scored_part(ctx, model, task)
+    return [{"dataset": task.name, "method": method, "seed": task.seed, "shots": task.shots, **scores,
+             "recipe": settings.as_dict(), "outcomes": outcomes}]
 
 
 def source_model(ctx: Context, method: str, protocol: str, task: Task, label: str = "") -> tuple[PromptMethod, dict]:
@@ -134,9 +136,10 @@ def transfer(ctx: Context, method: str, task: Task, targets: Sequence[Classifica
     rows = []
     for target in (task.data, *targets):
         scored = _scored_model(ctx, model, method, protocol, target, task.shots)
-        scores = evaluate(ctx, scored, target, target.split("test"), target.classnames)
+        hits = correct(ctx, scored, target, target.split("test"), target.classnames)
         rows.append({"source": task.name, "dataset": target.name, "method": method, "seed": task.seed,
-                     "shots": task.shots, **scores, "recipe": record})
+                     "shots": task.shots, **{head: accuracy(v) for head, v in hits.items()}, "recipe": record,
+                     "outcomes": {head: outcome_string(v) for head, v in hits.items()}})
     return rows
 
 
@@ -164,7 +167,8 @@ def ood_detection(ctx: Context, method: str, task: Task, ood_sets: Sequence[Clas
             rows.append({"dataset": task.name, "ood": ood.name, "method": method, "seed": task.seed, "score": score,
                          "fpr95": 100 * fpr_at_95_tpr(id_scores[score], ood_scores[score], rule),
                          "auroc": 100 * auroc(id_scores[score], ood_scores[score]),
-                         "fpr95_rule": rule, "recipe": record})
+                         "fpr95_rule": rule, "recipe": record,
+                         "scores": {"id": rounded(id_scores[score]), "ood": rounded(ood_scores[score])}})
     return rows
 
 
@@ -178,6 +182,12 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
              reports.transfer),
     Protocol("ood", "OOD detection", "transfer_source", "ood_sets", "all", False, ood_detection, reports.ood),
 )}
+
+
+def rounded(scores, digits: int = 6) -> list[float]:
+    """ID-ness scores (N,) as a list of floats with `digits` significant digits, kept in a run's rows
+    so FPR95 and AUROC can be resampled over images."""
+    return [float(f"{value:.{digits}g}") for value in scores.tolist()]
 
 
 def protocol(name: str) -> Protocol:

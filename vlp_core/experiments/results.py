@@ -12,6 +12,9 @@ from typing import Sequence
 from matplotlib.figure import Figure  # drawn without pyplot: no backend is switched for the caller
 
 
+PER_IMAGE = frozenset({"outcomes", "scores"})  # per-image values of a row: in results.json, not results.csv
+
+
 def harmonic_mean(base: float, novel: float) -> float:
     """HM = 2·B·N / (B + N) (0 when both are 0)."""
     return 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
@@ -72,16 +75,17 @@ def markdown_table(table: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def write_rows(out_dir: Path, rows: Sequence[dict], config: dict) -> None:
-    """results.json (rows + exact config), results.csv (rows; nested values as JSON) and config.json."""
+    """results.json (rows + exact config), results.csv (rows without their per-image values; nested
+    values as JSON) and config.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps({"config": config, "rows": list(rows)}, indent=2))
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
-    columns = sorted({k for row in rows for k in row})
+    columns = sorted({k for row in rows for k in row} - PER_IMAGE)
     with open(out_dir / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        writer.writerows({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
-                         for row in rows)
+        writer.writerows({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()
+                          if k not in PER_IMAGE} for row in rows)
 
 
 def recipe_table(recipes: Sequence[dict]) -> str:

@@ -23,8 +23,7 @@ from vlp_core.data.base import ClassificationData, Datum
 from vlp_core.data.loaders import eval_transform, make_loader, train_transform
 from vlp_core.data.tasks import Part, Task, make_task
 from vlp_core.engine import distributed
-from vlp_core.engine.metrics import top1
-from vlp_core.engine.recipes import Recipe, run_recipe
+from vlp_core.engine.recipes import ModelShape, Recipe, run_recipe
 from vlp_core.engine.trainer import CHECKPOINT_META, CHECKPOINT_TENSORS, checkpoint_meta, load_trained, train
 from vlp_core.experiments.spec import JobSpec
 from vlp_core.files import write_text_atomically
@@ -47,10 +46,12 @@ class Context:
     progress: bool = True
     eval_batch_size: int = 128
     frozen_text: FrozenTextFeatures = field(init=False)
+    shape: ModelShape = field(init=False)  # what the synth rule scales the papers' settings to
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self.frozen_text = FrozenTextFeatures(self.clip.model, self.clip.tokenizer)
+        self.shape = ModelShape.of(self.clip)
 
     @property
     def device(self) -> torch.device:
@@ -62,15 +63,16 @@ class Context:
         spec = self.spec
         return run_recipe(method, protocol, task.name, task.shots, len(task.class_names()),
                           rule=spec.preset_entry.rule, trainable=method_class(method).trainable,
-                          device=self.device, epochs=spec.epochs, precision=spec.precision,
-                          options=spec.method_options.get(method, {}))
+                          device=self.device, shape=self.shape, epochs=spec.epochs, precision=spec.precision,
+                          options=spec.method_options.get(method, {}), rule_options=spec.rule_options)
 
     def untrained_options(self, method: str, protocol: str, data: ClassificationData, shots: int) -> dict[str, Any]:
         """The options of an untrained method (zero-shot CLIP) on `data`: its recipe's (a dataset's own
         prompt template) with the spec's method options applied."""
         spec = self.spec
         return run_recipe(method, protocol, data.name, shots, len(data.classnames), rule=spec.preset_entry.rule,
-                          trainable=False, device=self.device, options=spec.method_options.get(method, {})).options
+                          trainable=False, device=self.device, shape=self.shape,
+                          options=spec.method_options.get(method, {})).options
 
     def loader(self, data: ClassificationData, items: Sequence[Datum], batch_size: int,
                train_crop_scale: tuple[float, float] | None = None, seed: int = 0):
@@ -110,10 +112,10 @@ def fit(ctx: Context, settings: Recipe, task: Task, run_dir: Path, label: str = 
     return method
 
 
-def evaluate(ctx: Context, method: PromptMethod, data: ClassificationData, items: Sequence[Datum],
-             class_names: Sequence[str]) -> dict[str, float]:
-    """Top-1 (%) on `items` with `class_names`: "acc" for the prediction, "acc_<head>" for the other
-    heads a method has (GalLoP's global and local)."""
+def correct(ctx: Context, method: PromptMethod, data: ClassificationData, items: Sequence[Datum],
+            class_names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Whether each of `items` is classified right among `class_names`, per head: "acc" for the
+    prediction, "acc_<head>" for the other heads a method has (GalLoP's global and local) -> (N,) bool."""
     method.set_classes(class_names)
     method.eval()
     outputs: dict[str, list] = {}
@@ -126,12 +128,39 @@ def evaluate(ctx: Context, method: PromptMethod, data: ClassificationData, items
                 outputs.setdefault(head, []).append(logits.float().cpu())
             labels.append(targets)
     truth = torch.cat(labels)
-    return {("acc" if head == "combined" else f"acc_{head}"): top1(torch.cat(v), truth) for head, v in outputs.items()}
+    return {("acc" if head == "combined" else f"acc_{head}"): torch.cat(v).argmax(-1) == truth
+            for head, v in outputs.items()}
+
+
+def evaluate(ctx: Context, method: PromptMethod, data: ClassificationData, items: Sequence[Datum],
+             class_names: Sequence[str]) -> dict[str, float]:
+    """Top-1 (%) on `items` with `class_names`, per head (see `correct`)."""
+    return {head: accuracy(hits) for head, hits in correct(ctx, method, data, items, class_names).items()}
+
+
+def accuracy(hits: torch.Tensor) -> float:
+    """Top-1 (%) from per-image correctness (N,) bool."""
+    return 100.0 * hits.float().mean().item()
+
+
+def outcome_string(hits: torch.Tensor) -> str:
+    """Per-image correctness (N,) bool as "0110...", kept in a run's rows so claims can be tested by
+    resampling test images."""
+    return "".join("1" if hit else "0" for hit in hits.tolist())
+
+
+def scored_part(ctx: Context, method: PromptMethod, task: Task, part: Part | None = None,
+                prefix: str = "acc") -> tuple[dict[str, float], dict[str, str]]:
+    """Top-1 (%) per head on the test items of `part` of `task` (default: the part trained on), keys
+    with "acc" replaced by `prefix`, and the per-image outcomes under the same keys."""
+    hits = correct(ctx, method, task.data, task.test(part), task.class_names(part))
+    keys = {head: head.replace("acc", prefix) for head in hits}
+    return ({keys[h]: accuracy(v) for h, v in hits.items()}, {keys[h]: outcome_string(v) for h, v in hits.items()})
 
 
 def evaluate_part(ctx: Context, method: PromptMethod, task: Task, part: Part | None = None) -> dict[str, float]:
     """`evaluate` on the test items of `part` of `task` (default: the part trained on), with its names."""
-    return evaluate(ctx, method, task.data, task.test(part), task.class_names(part))
+    return scored_part(ctx, method, task, part)[0]
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from vlp_core.backbone import ClipBundle, load_clip
 from vlp_core.data.base import ClassificationData
 from vlp_core.data.datasets import open_dataset
 from vlp_core.data.tasks import FewShotOptions
-from vlp_core.engine.recipes import Rule
+from vlp_core.engine.recipes import Rule, SynthRule
 from vlp_core.engine.trainer import resolve_device
 from vlp_core.methods.registry import method_class, method_config
 
@@ -72,6 +72,7 @@ class JobSpec:
     pretrained: str | None = None
     data_root: str | None = None
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rule_options: dict[str, Any] = field(default_factory=dict)  # the synth rule's budget (`SynthRule`)
     epochs: int | None = None  # override the recipe's epochs (e.g. quick checks)
     device: str | None = None  # None: cuda when available, else cpu
     precision: str | None = None  # None: the recipe's (fp16) on CUDA, fp32 on the CPU
@@ -101,6 +102,7 @@ class JobSpec:
             method_class(method)
         for method, options in self.method_options.items():
             method_config(method, options)
+        SynthRule.with_options(self.rule_options)
         if preset.real_data and self.data_root is None:
             raise ValueError(f"preset {self.preset!r} reads real datasets: pass --data-root /path/to/datasets")
 

@@ -54,6 +54,7 @@ class GalLoPConfig:
     dropout: float = 0.75  # global prompt dropout p (training loss only)
     dropout_sampling: DropoutSampling = "with_replacement"  # official; see `dropout_global`
     template: str = "{}"  # text after the prompt: the bare class name, no period (official code)
+    learn_local_proj: bool = True  # False: no local projection (the identity, not learned), its ablation
     text_chunk_size: int = 1024  # sequences per text-encoder call (whole classes: at least Mg + Ml)
     text_checkpoint: bool = False  # recompute text activations per chunk in backward (less memory)
     seed: int = 0  # seeds the prompt-dropout draws (in training: one generator per image, see PromptMethod)
@@ -151,10 +152,12 @@ class GalLoP(PromptMethod):
         ctx = init_context(model, clip.tokenizer, cfg.ctx_init, cfg.n_ctx)  # (n_ctx, Dt)
         self.global_prompts = nn.Parameter(ctx.repeat(cfg.n_global, 1, 1))  # (Mg, n_ctx, Dt)
         self.local_prompts = nn.Parameter(ctx.repeat(cfg.n_local, 1, 1))  # (Ml, n_ctx, Dt)
-        width = model.visual.proj.shape[0]
-        self.local_proj = nn.Linear(width, width, bias=False, device=ctx.device, dtype=model.visual.proj.dtype)
-        with torch.no_grad():
-            self.local_proj.weight.copy_(torch.eye(width))
+        self.local_proj: nn.Linear | None = None
+        if cfg.learn_local_proj:
+            width = model.visual.proj.shape[0]
+            self.local_proj = nn.Linear(width, width, bias=False, device=ctx.device, dtype=model.visual.proj.dtype)
+            with torch.no_grad():
+                self.local_proj.weight.copy_(torch.eye(width))
         self.reseed(cfg.seed)
         self._class_ids: Tensor | None = None  # (C, L) prompt token ids, set per class list
         self._text_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
@@ -215,7 +218,7 @@ class GalLoP(PromptMethod):
     def image_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Normalised global f_g (B, D) and local f_l (B, P, D) features from one image forward.
 
-        images: (B, 3, S, S). f_l is the last block's value-only path through `local_proj`.
+        images: (B, 3, S, S). f_l is the last block's value-only path through `local_proj` (when learned).
         """
         images = images.to(self.device)
         out = encode_image_prompted(self.clip.model, images, local=True, local_proj=self.local_proj)
