@@ -208,6 +208,44 @@ def test_validation_names_the_problem(changes, problem):
     assert any(problem in p for p in problems), problems
 
 
+QUOTED_TABLE = {"id": "quoted", "protocol": "fewshot", "source": "thread", "caption": "a thread's quote",
+                "shots": 4, "decimals": 2, "metrics": ["acc"], "rows": [{"method": "gallop", "values": {"DTD": [1.0]}}]}
+PAPER = {"url": "https://arxiv.org/abs/2407.01400v2", "arxiv": "2407.01400", "version": "v2",
+         "read_at": "https://arxiv.org/pdf/2407.01400v2"}
+
+
+def _with_table(source, quotes):
+    """The gallop card with one more table, read in `source`, quoting `quotes` (None: no quotes key)."""
+    card = _broken(sources__thread=source)
+    card["tables"].append({**QUOTED_TABLE, **({"quotes": quotes} if quotes else {})})
+    return card
+
+
+@pytest.mark.parametrize("source, quotes, problem", [
+    ({"url": "https://github.com/o/r/issues/1"}, None, "must name the paper table it quotes"),
+    ({"url": "https://github.com/o/r/issues/1"}, {"arxiv": "2407.140", "where": "Table 2"}, "an arXiv id such as"),
+    ({"url": "https://github.com/o/r/issues/1"}, {"arxiv": "2407.01400"}, "where in the paper needed"),
+    ({"repository": "o/r", "commit": "f" * 40, "file": "README.md"}, {"arxiv": "2407.01400", "where": "Table 2"},
+     "quotes no paper table"),
+    (PAPER, {"arxiv": "2407.01400", "where": "Table 2"}, "quotes no paper table"),
+    ({**PAPER, "version": "2"}, None, "a version (v1, v2, ...)"),
+    ({**PAPER, "url": "https://arxiv.org/abs/2407.01400"}, None, "the url https://arxiv.org/abs/2407.01400v2"),
+    ({key: value for key, value in PAPER.items() if key != "read_at"}, None, "read_at (the copy read)"),
+])
+def test_a_table_read_in_a_thread_names_the_paper_table_it_quotes(source, quotes, problem):
+    problems = validate_card(_with_table(source, quotes))
+    assert any(problem in p for p in problems), problems
+
+
+@pytest.mark.parametrize("source, quotes", [
+    ({"url": "https://github.com/o/r/issues/1"}, {"arxiv": "2407.01400", "where": "Table 2, DTD, K = 4"}),
+    (PAPER, None),  # read in the paper itself
+    ({"repository": "o/r", "commit": "f" * 40, "file": "README.md"}, None),  # the authors' own file
+])
+def test_tables_read_in_the_paper_its_code_or_a_quoting_thread_are_valid(source, quotes):
+    assert validate_card(_with_table(source, quotes)) == []
+
+
 def test_a_broken_card_file_is_named(tmp_path):
     card = _broken(tables__0__rows__0__method="clip")
     (tmp_path / "gallop.json").write_text(json.dumps(card))
