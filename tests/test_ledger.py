@@ -1,7 +1,7 @@
 """`compare_with_papers` on rows written like a real-CLIP run of the project (within and outside the
 papers' band, on average and per dataset, HM from seed-averaged base and novel, missing datasets, one
-seed, templates, recipe differences, backbone tags) and on the committed SynthWorld results (not comparable); the `vlp compare`
-and `vlp report` command modules."""
+seed, templates, recipe differences, backbone tags) and on the committed SynthWorld results (not
+comparable); the `vlp compare` and `vlp report` command modules."""
 
 import argparse
 import json
@@ -307,7 +307,8 @@ def test_few_shot_at_k4_against_the_quoted_table_13_and_k16_against_gallops_read
                 for k, acc in ((4, acc_k4), (16, acc_k16)) for seed, offset in ((1, -0.1), (2, 0.0), (3, 0.1))]
 
     comparison = compare_with_papers(rows("promptsrc", 86.0, 92.0) + rows("maple", 82.0, 90.0), config("fewshot"))
-    k4, k16 = entry(comparison, "promptsrc", "EuroSAT", "acc", shots=4), entry(comparison, "promptsrc", "EuroSAT", "acc")
+    k4 = entry(comparison, "promptsrc", "EuroSAT", "acc", shots=4)
+    k16 = entry(comparison, "promptsrc", "EuroSAT", "acc")
     assert (k4.paper.value, k4.paper.card, k4.verdict) == (86.30, "promptsrc", WITHIN)
     assert k4.paper.quotes.startswith("arXiv 2307.06948, Table 13")
     assert (k16.paper.value, k16.paper.card, k16.verdict) == (92.4, "gallop", WITHIN)  # GalLoP's README, 16 shots
