@@ -1,7 +1,7 @@
 """`compare_with_papers` on rows written like a real-CLIP run of the project (within and outside the
-papers' band, HM from seed-averaged base and novel, missing datasets, one seed, templates, recipe
-differences, backbone tags) and on the committed SynthWorld results (not comparable); the `vlp compare`
-and `vlp report` command modules."""
+papers' band, on average and per dataset, HM from seed-averaged base and novel, missing datasets, one
+seed, templates, recipe differences, backbone tags) and on the committed SynthWorld results (not
+comparable); the `vlp compare` and `vlp report` command modules."""
 
 import argparse
 import json
@@ -24,7 +24,7 @@ from vlp_core.experiments.ledger import (
     render_comparison,
     verdict_text,
 )
-from vlp_core.experiments.paper_cards import DATASETS, harmonic_mean
+from vlp_core.experiments.paper_cards import DATASETS, harmonic_mean, load_cards
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 VITB16 = {"model": "ViT-B-16-quickgelu", "pretrained": "openai"}
@@ -166,6 +166,83 @@ def test_a_method_without_public_numbers_shows_its_claims():
     assert the_method(coop, "coop").notes == ()  # CoOp's repository prints no table, but other cards do
 
 
+def with_dataset(values, dataset, value):
+    """`values` (one per dataset of DATASETS) with `dataset`'s replaced by `value`."""
+    return [value if d == dataset else v for d, v in zip(DATASETS, values)]
+
+
+MAPLE_RECIPE = dict(epochs=5, lr=0.0035, crop_scale=[0.08, 1.0])
+
+
+def test_maple_compared_per_dataset_where_a_thread_quotes_the_paper():
+    """MaPLe's EuroSAT Base / Novel / HM (the paper's, as issue #28 quotes them) against a real-CLIP-like run:
+    within the default band, then a novel accuracy 3 points low outside it; the other datasets have no number."""
+    def run(novel_eurosat):
+        base = with_dataset(around(82.28), "EuroSAT", 94.07 + 0.3)
+        novel = with_dataset(around(75.14), "EuroSAT", novel_eurosat)
+        return compare_with_papers(b2n_rows("maple", base, novel, **MAPLE_RECIPE), config("base2novel"))
+
+    comparison = run(73.23 - 0.4)
+    base, novel, hm = (entry(comparison, "maple", "EuroSAT", m) for m in ("base", "novel", "hm"))
+    assert [e.paper.value for e in (base, novel, hm)] == [94.07, 73.23, 82.35]
+    assert (base.diff, novel.diff) == (pytest.approx(0.3), pytest.approx(-0.4))
+    assert hm.run == pytest.approx(harmonic_mean(94.37, 72.83))
+    assert {e.band.source for e in (base, novel, hm)} == {"default"} and base.band.half_width == DEFAULT_BAND
+    assert [e.verdict for e in (base, novel, hm)] == [WITHIN] * 3
+    assert entry(comparison, "maple", "DTD", "novel").verdict == NO_PAPER
+    assert entry(comparison, "maple", "average", "hm").paper.card == "maple"  # the README's average, as before
+    assert the_method(comparison, "maple").missing == ()
+    text = render_comparison(comparison)
+    assert ("paper numbers: maple card, Issue #28: MaPLe's EuroSAT Base / Novel / HM as the paper reports them"
+            in text)
+    assert "issues/28; quoting arXiv 2210.03117, the base-to-novel comparison table, MaPLe on EuroSAT" in text
+    low = run(73.23 - 3.0)
+    novel, hm = entry(low, "maple", "EuroSAT", "novel"), entry(low, "maple", "EuroSAT", "hm")
+    assert (novel.verdict, hm.verdict) == (OUTSIDE, OUTSIDE)
+    assert hm.diff == pytest.approx(harmonic_mean(94.37, 70.23) - 82.35)
+    assert "outside the default band" in render_comparison(low)
+
+
+def test_coop_on_imagenet_has_the_quoted_base_and_novel_but_no_hm():
+    rows = b2n_rows("coop", [76.47 + 0.5], [67.88 - 0.5], datasets=["ImageNet"], epochs=200, batch_size=32, lr=0.002)
+    comparison = compare_with_papers(rows, config("base2novel"))
+    base, novel, hm = (entry(comparison, "coop", "ImageNet", m) for m in ("base", "novel", "hm"))
+    assert (base.paper.value, novel.paper.value, hm.paper) == (76.47, 67.88, None)
+    assert (base.verdict, novel.verdict, hm.verdict) == (WITHIN, WITHIN, NO_PAPER)
+    assert entry(comparison, "coop", "average", "novel").verdict == INCOMPLETE  # the average is of 11 datasets
+
+
+def synthetic_promptsrc_card(base, novel):
+    """The cards with a synthetic per-dataset base-to-novel table added to the promptsrc card (numbers made up
+    for the test, HMs computed), as a transcription of the paper's table would add one."""
+    cards = load_cards()
+    values = {d: [b, n, round(harmonic_mean(b, n), 2)] for d, b, n in zip(DATASETS, base, novel)}
+    table = {"id": "synthetic", "protocol": "base2novel", "source": "readme", "caption": "synthetic per-dataset table",
+             "shots": 16, "decimals": 2, "metrics": ["base", "novel", "hm"],
+             "rows": [{"method": "promptsrc", "values": values}]}
+    cards["promptsrc"] = {**cards["promptsrc"], "tables": [*cards["promptsrc"]["tables"], table]}
+    return cards
+
+
+def test_per_dataset_numbers_get_the_per_dataset_seed_variance_band():
+    """With a paper's per-dataset rows, each dataset is judged on 2 x the seed SD issue #3 reports for that
+    dataset: DTD's novel SD (3.52) lets 5 points pass, ImageNet's (0.08) not half a point."""
+    paper_base, paper_novel = around(84.0), around(76.0)
+    cards = synthetic_promptsrc_card(paper_base, paper_novel)
+    run_novel = with_dataset(with_dataset(paper_novel, "DTD", paper_novel[8] - 5.0), "ImageNet", paper_novel[0] - 0.5)
+    rows = b2n_rows("promptsrc", paper_base, run_novel, crop_scale=[0.08, 1.0], checkpoint="GPA aggregate")
+    comparison = compare_with_papers(rows, config("base2novel"), cards=cards)
+    dtd, imagenet = entry(comparison, "promptsrc", "DTD", "novel"), entry(comparison, "promptsrc", "ImageNet", "novel")
+    assert (dtd.band.source, dtd.band.sd, dtd.band.half_width) == ("paper", 3.52, pytest.approx(7.04))
+    assert (imagenet.band.sd, imagenet.band.half_width) == (0.08, pytest.approx(0.16))
+    assert (dtd.diff, imagenet.diff) == (pytest.approx(-5.0), pytest.approx(-0.5))
+    assert (dtd.verdict, imagenet.verdict) == (WITHIN, OUTSIDE)
+    assert dtd.band.citation == "https://github.com/muzairkhattak/PromptSRC/issues/3"
+    base = entry(comparison, "promptsrc", "Caltech101", "base")
+    assert (base.paper.value, base.diff, base.verdict) == (paper_base[1], pytest.approx(0.0), WITHIN)
+    assert entry(comparison, "promptsrc", "average", "hm").paper.value == 79.97  # still the README's average
+
+
 # ----------------------------------------------------------------------------------------- few-shot
 
 GALLOP_16 = {"ImageNet": 75.1, "Caltech101": 96.7, "OxfordPets": 94.1, "StanfordCars": 89.2, "Flowers102": 98.8,
@@ -221,6 +298,24 @@ def test_zero_shot_rows_are_checked_for_their_template_and_match_every_k():
     (template,) = the_method(comparison, "zeroshot").differences  # ImageNet's differs only in case
     assert (template.what, template.run, template.paper, template.datasets) == (
         "template", "a photo of a {}.", "{} texture.", ("DTD",))
+
+
+def test_few_shot_at_k4_against_the_quoted_table_13_and_k16_against_gallops_readme():
+    def rows(method, acc_k4, acc_k16):
+        return [{"dataset": "EuroSAT", "method": method, "seed": seed, "shots": k, "acc": acc + offset,
+                 "recipe": paper_recipe_row(method, "fewshot", "EuroSAT", shots=k, epochs=50)}
+                for k, acc in ((4, acc_k4), (16, acc_k16)) for seed, offset in ((1, -0.1), (2, 0.0), (3, 0.1))]
+
+    comparison = compare_with_papers(rows("promptsrc", 86.0, 92.0) + rows("maple", 82.0, 90.0), config("fewshot"))
+    k4 = entry(comparison, "promptsrc", "EuroSAT", "acc", shots=4)
+    k16 = entry(comparison, "promptsrc", "EuroSAT", "acc")
+    assert (k4.paper.value, k4.paper.card, k4.verdict) == (86.30, "promptsrc", WITHIN)
+    assert k4.paper.quotes.startswith("arXiv 2307.06948, Table 13")
+    assert (k16.paper.value, k16.paper.card, k16.verdict) == (92.4, "gallop", WITHIN)  # GalLoP's README, 16 shots
+    maple = entry(comparison, "maple", "EuroSAT", "acc", shots=4)
+    assert (maple.paper.value, maple.diff, maple.verdict) == (84.50, pytest.approx(-2.5), OUTSIDE)
+    assert entry(comparison, "maple", "EuroSAT", "acc").verdict == NO_PAPER  # no card prints MaPLe at 16 shots
+    assert "quoting arXiv 2307.06948, Table 13" in render_comparison(comparison)
 
 
 # ------------------------------------------------------------------------------------------------ OOD

@@ -1,7 +1,9 @@
-"""The paper cards: every number cited; each printed HM and average follows from the numbers beside it
-within rounding, except the errata the cards record (expected failures, strict); the transcribed
-numbers, the seed variance and DiSa's claims; the cards' zero-shot templates and recipes against the
-project's own tables; and the validation that names what a broken card gets wrong."""
+"""The paper cards: every number cited, a per-dataset number quoted in a thread with the paper table it
+quotes; each printed HM and average follows from the numbers beside it within rounding, except the
+errata the cards record (expected failures, strict), and per-dataset rows get the same checks; the
+transcribed numbers, what could not be sourced, the seed variance and DiSa's claims; the cards'
+zero-shot templates and recipes against the project's own tables; and the validation that names what a
+broken card gets wrong."""
 
 import json
 import math
@@ -41,8 +43,9 @@ def test_printed_number_follows_from_the_numbers_beside_it(check):
 def test_the_cards_hold_every_paper_and_their_checks():
     assert list(CARDS) == ["promptsrc", "maple", "gallop", "coop", "disa"]
     counts = {card_id: len(consistency_checks(card)) for card_id, card in CARDS.items()}
-    # promptsrc: 6 average HMs, 12 HMs of the issue's rerun, 1 erratum; gallop: 4 few-shot, 4 DG, 6 x 2 OOD averages
-    assert counts == {"promptsrc": 19, "maple": 5, "gallop": 20, "coop": 0, "disa": 0}
+    # promptsrc: 6 average HMs, 12 HMs of the issue's rerun, 1 erratum; maple: 5 average HMs, MaPLe's EuroSAT HM;
+    # gallop: 4 few-shot, 4 DG, 6 x 2 OOD averages
+    assert counts == {"promptsrc": 19, "maple": 6, "gallop": 20, "coop": 0, "disa": 0}
 
 
 def test_each_numeric_erratum_is_a_check_that_fails():
@@ -101,6 +104,74 @@ def test_transcribed_numbers():
                                                                     "average"}
     assert all(n.decimals == 2 for n in numbers if n.protocol == "base2novel")
     assert _number("gallop", "zeroshot", "ImageNet", "acc", "fewshot_16").shots is None  # zero-shot: any K
+
+
+def test_per_dataset_numbers_quoted_in_threads():
+    """The per-dataset numbers the cards hold beside GalLoP's README tables: quoted from the papers in public
+    threads, each with the paper table it quotes."""
+    eurosat = [_number("maple", "maple", "EuroSAT", m, "base2novel_eurosat_issue_28") for m in ("base", "novel", "hm")]
+    assert [n.value for n in eurosat] == [94.07, 73.23, 82.35]
+    assert {n.source for n in eurosat} == {"https://github.com/muzairkhattak/multimodal-prompt-learning/issues/28"}
+    assert eurosat[0].quotes.startswith("arXiv 2210.03117, the base-to-novel comparison table")
+    coop = [_number("maple", "coop", "ImageNet", m, "base2novel_imagenet_issue_69") for m in ("base", "novel")]
+    assert [n.value for n in coop] == [76.47, 67.88]
+    assert not [n for n in paper_numbers(CARDS) if (n.method, n.dataset, n.metric) == ("coop", "ImageNet", "hm")]
+    k4 = {n.method: n for n in paper_numbers(CARDS) if n.table == "fewshot_eurosat_4shot_tcp_issue_7"}
+    assert {m: (n.value, n.shots, n.dataset) for m, n in k4.items()} == {"maple": (84.50, 4, "EuroSAT"),
+                                                                          "promptsrc": (86.30, 4, "EuroSAT")}
+    assert k4["promptsrc"].quotes.startswith("arXiv 2307.06948, Table 13")
+    assert k4["promptsrc"].source == "https://github.com/htyao89/Textual-based_Class-aware_prompt_tuning/issues/7"
+
+
+def test_every_per_dataset_number_names_its_paper_table_or_the_authors_file():
+    """A per-dataset number is read in the authors' own file (a repository file at a commit) or in a thread
+    that quotes a named paper table (with the arXiv id of a paper the cards cover)."""
+    arxiv_ids = {i.strip() for card in CARDS.values() for i in str(card.get("arxiv", "")).split(",")}
+    per_dataset = [n for n in paper_numbers(CARDS) if n.dataset != "average"]
+    assert {n.card for n in per_dataset} == {"promptsrc", "maple", "gallop"}
+    for number in per_dataset:
+        if "/blob/" in number.source:
+            assert number.quotes == "", number
+        else:
+            assert number.quotes.split(",")[0].removeprefix("arXiv ") in arxiv_ids, number
+            assert "/issues/" in number.source, number
+
+
+def test_not_sourced_says_where_the_missing_tables_are():
+    promptsrc = {entry["what"]: entry["why"] for entry in CARDS["promptsrc"]["not_sourced"]}
+    few_shot = next(why for what, why in promptsrc.items() if what.startswith("few-shot accuracy per dataset"))
+    assert "Table 13" in few_shot and "issue #14" in few_shot
+    assert CARDS["promptsrc"]["sources"]["issue_14"]["url"] == "https://github.com/muzairkhattak/PromptSRC/issues/14"
+    paper = CARDS["promptsrc"]["sources"]["paper"]
+    assert (paper["url"], paper["version"]) == ("https://arxiv.org/abs/2307.06948v2", "v2")
+    maple = " ".join(entry["what"] for entry in CARDS["maple"]["not_sourced"])
+    assert "except MaPLe on EuroSAT" in maple and "CoOp^dag" in maple
+
+
+def _eleven_dataset_table(base, novel, hm=None, average=None):
+    """A synthetic base-to-novel table with the 11 datasets and an average row, HMs computed unless given."""
+    values = {d: [b, n, round(harmonic_mean(b, n), 2)] for d, b, n in zip(DATASETS, base, novel)}
+    if hm:
+        values.update({d: [*values[d][:2], h] for d, h in hm.items()})
+    mean_base, mean_novel = (round(math.fsum(v) / 11, 2) for v in (base, novel))
+    values["average"] = average or [mean_base, mean_novel, round(harmonic_mean(mean_base, mean_novel), 2)]
+    return {"id": "synthetic", "protocol": "base2novel", "source": "readme", "caption": "synthetic", "shots": 16,
+            "decimals": 2, "metrics": ["base", "novel", "hm"], "rows": [{"method": "ivlp", "values": values}]}
+
+
+def test_per_dataset_rows_are_checked_for_hm_and_for_the_printed_average():
+    """What a per-dataset base-to-novel table gets: an HM check per dataset and the average, and the printed
+    average base and novel against the mean of the 11 rows."""
+    base = [80.0 + i for i in range(11)]
+    novel = [70.0 + i / 2 for i in range(11)]
+    card = {**CARDS["promptsrc"], "tables": [_eleven_dataset_table(base, novel)], "seed_variance": [], "errata": []}
+    checks = {check.id: check for check in consistency_checks(card)}
+    assert len(checks) == 12 + 2 and all(check.ok for check in checks.values())
+    assert checks["promptsrc/synthetic/ivlp/base/average"].computed == pytest.approx(85.0)
+    broken = _eleven_dataset_table(base, novel, hm={"DTD": 70.0}, average=[85.5, 72.5, 78.47])
+    card["tables"] = [broken]
+    failing = sorted(check.id for check in consistency_checks(card) if not check.ok)
+    assert failing == ["promptsrc/synthetic/ivlp/DTD/hm", "promptsrc/synthetic/ivlp/base/average"]
 
 
 def test_every_number_is_cited_by_commit_or_url():
@@ -206,6 +277,44 @@ def test_validation_names_the_problem(changes, problem):
     assert validate_card(CARDS["gallop"]) == []
     problems = validate_card(_broken(**changes))
     assert any(problem in p for p in problems), problems
+
+
+QUOTED_TABLE = {"id": "quoted", "protocol": "fewshot", "source": "thread", "caption": "a thread's quote",
+                "shots": 4, "decimals": 2, "metrics": ["acc"], "rows": [{"method": "gallop", "values": {"DTD": [1.0]}}]}
+PAPER = {"url": "https://arxiv.org/abs/2407.01400v2", "arxiv": "2407.01400", "version": "v2",
+         "read_at": "https://arxiv.org/pdf/2407.01400v2"}
+
+
+def _with_table(source, quotes):
+    """The gallop card with one more table, read in `source`, quoting `quotes` (None: no quotes key)."""
+    card = _broken(sources__thread=source)
+    card["tables"].append({**QUOTED_TABLE, **({"quotes": quotes} if quotes else {})})
+    return card
+
+
+@pytest.mark.parametrize("source, quotes, problem", [
+    ({"url": "https://github.com/o/r/issues/1"}, None, "must name the paper table it quotes"),
+    ({"url": "https://github.com/o/r/issues/1"}, {"arxiv": "2407.140", "where": "Table 2"}, "an arXiv id such as"),
+    ({"url": "https://github.com/o/r/issues/1"}, {"arxiv": "2407.01400"}, "where in the paper needed"),
+    ({"repository": "o/r", "commit": "f" * 40, "file": "README.md"}, {"arxiv": "2407.01400", "where": "Table 2"},
+     "quotes no paper table"),
+    (PAPER, {"arxiv": "2407.01400", "where": "Table 2"}, "quotes no paper table"),
+    ({**PAPER, "version": "2"}, None, "a version (v1, v2, ...)"),
+    ({**PAPER, "url": "https://arxiv.org/abs/2407.01400"}, None, "the url https://arxiv.org/abs/2407.01400v2"),
+    ({key: value for key, value in PAPER.items() if key != "read_at"}, None, "read_at (the copy read)"),
+])
+def test_a_table_read_in_a_thread_names_the_paper_table_it_quotes(source, quotes, problem):
+    problems = validate_card(_with_table(source, quotes))
+    assert any(problem in p for p in problems), problems
+
+
+@pytest.mark.parametrize("source, quotes", [
+    ({"url": "https://github.com/o/r/issues/1"}, {"arxiv": "2407.01400", "where": "Table 2, DTD, K = 4"}),
+    (PAPER, None),  # read in the paper itself
+    ({"repository": "o/r", "commit": "f" * 40, "file": "README.md"}, None),  # the authors' own file
+])
+def test_tables_read_in_the_paper_its_code_or_a_quoting_thread_are_valid(source, quotes):
+    assert validate_card(_with_table(source, quotes)) == []
 
 
 def test_a_broken_card_file_is_named(tmp_path):

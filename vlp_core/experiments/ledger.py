@@ -604,9 +604,12 @@ def _entry_cells(entry: Entry) -> tuple[str, ...]:
 
 
 def _reference_lines(method: MethodComparison) -> list[str]:
-    """Where the paper numbers come from (each table once), and what other cards print differently."""
-    references = dict.fromkeys((e.paper.card, e.paper.caption, e.paper.source) for e in method.entries if e.paper)
-    lines = [f"  paper numbers: {card} card, {caption} ({source})" for card, caption, source in references]
+    """Where the paper numbers come from (each table once, with the paper table a thread quotes), and what
+    other cards print differently."""
+    references = dict.fromkeys((e.paper.card, e.paper.caption, e.paper.source, e.paper.quotes)
+                               for e in method.entries if e.paper)
+    lines = [f"  paper numbers: {card} card, {caption} ({source}{f'; quoting {quotes}' if quotes else ''})"
+             for card, caption, source, quotes in references]
     cited: dict[str, list[str]] = defaultdict(list)
     for e in method.entries:
         if e.band and e.band.source == "paper":

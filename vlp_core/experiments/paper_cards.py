@@ -2,11 +2,14 @@
 
 A paper card (`papers/<id>.json`, one per paper or official code base) holds:
 - "sources": where every number and fact was read, {id: {"repository", "commit", "file"[, "lines",
-  "branch"]}} or {id: {"url", ...}} for an issue thread or a paper page;
+  "branch"]}}, {id: {"url", ...}} for an issue thread or a page, or {id: {"url", "arxiv", "version",
+  "read_at"}} for the paper itself (url: its arXiv page at that version; read_at: the copy read);
 - "tables": the tables the repository prints, exactly as printed: {"id", "protocol", "source",
   "caption", "shots", "decimals", "metrics", ["average_of"], ["dataset" (OOD: the ID set) |
-  "source_dataset" (DG)], "rows": [{"method", ["score"], ["shots"], ["epochs"], "values": {dataset:
-  [one number per metric]}}]}, "average" among the datasets;
+  "source_dataset" (DG)], ["quotes"], "rows": [{"method", ["score"], ["shots"], ["epochs"], "values":
+  {dataset: [one number per metric]}}]}, "average" among the datasets. A table read in a thread or page
+  (a "url" source other than the paper) rather than in the paper or the authors' own files quotes a
+  paper's table: "quotes" names it, {"arxiv": its arXiv id, "where": the table and the part quoted};
 - "zero_shot_templates": the template per dataset behind the zero-shot CLIP numbers (or null);
 - "recipes": what the papers trained with, [{"method", "protocol", ["datasets"], ["shots"], "epochs",
   "batch_size", "lr", "precision", "crop_scale", "checkpoint", ["sampling"], ["fpr95_rule"],
@@ -22,6 +25,7 @@ Dataset, method and OOD-set names are the project's (`DATASETS`, `METHODS`, `OOD
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +58,7 @@ RECIPE_FIELDS = ("epochs", "batch_size", "lr", "precision", "crop_scale", "check
 ERRATUM_KINDS = ("hm", "average", "config", "emphasis")
 CARD_KEYS = ("id", "title", "public_numbers", "sources", "tables", "zero_shot_templates", "recipes",
              "seed_variance", "errata", "not_sourced", "notes", "claims")
+ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}")
 CARD_PRIORITY = ("promptsrc", "maple", "gallop", "coop", "disa")  # whose number a run is set against first
 HOME_CARD = {"coop": "coop", "cocoop": "coop", "ivlp": "promptsrc", "maple": "maple", "promptsrc": "promptsrc",
              "disa": "disa", "gallop": "gallop"}  # a method's own paper, preferred when it prints the number
@@ -116,6 +121,13 @@ def validate_card(card: dict) -> list[str]:
 
 
 def _source_problems(source_id: str, source: dict) -> list[str]:
+    if "arxiv" in source:
+        expected = f"https://arxiv.org/abs/{source['arxiv']}{source.get('version', '')}"
+        if not ARXIV_ID.fullmatch(str(source["arxiv"])) or not re.fullmatch(r"v\d+", str(source.get("version"))) \
+                or source.get("url") != expected or not source.get("read_at"):
+            return [f"source {source_id!r}: a paper needs its arXiv id, a version (v1, v2, ...), the url {expected} "
+                    f"and read_at (the copy read)"]
+        return []
     if "url" in source:
         return []
     missing = [key for key in ("repository", "commit", "file") if key not in source]
@@ -139,6 +151,8 @@ def _table_problems(tables: list[dict], sources: dict) -> list[str]:
             continue
         if table.get("source") not in sources:
             problems.append(f"{where}: unknown source {table.get('source')!r}")
+        else:
+            problems += _quote_problems(table, sources[table["source"]], where)
         if not isinstance(table.get("decimals"), int):
             problems.append(f"{where}: decimals must be an integer")
         metrics = table.get("metrics", [])
@@ -148,6 +162,21 @@ def _table_problems(tables: list[dict], sources: dict) -> list[str]:
         for row in table.get("rows", []):
             problems += _row_problems(row, protocol, len(metrics), where)
     return problems
+
+
+def _quote_problems(table: dict, source: dict, where: str) -> list[str]:
+    """A table read in a thread or page names the paper table it quotes; one read in the paper or in the
+    authors' own files (a repository file) quotes none."""
+    quotes = table.get("quotes")
+    secondhand = "url" in source and "arxiv" not in source
+    if quotes is None:
+        return [f"{where}: read in {source['url']}, so it must name the paper table it quotes "
+                f"(\"quotes\": {{\"arxiv\", \"where\"}})"] if secondhand else []
+    if not secondhand:
+        return [f"{where}: read in the paper or the authors' own files, so it quotes no paper table"]
+    if not ARXIV_ID.fullmatch(str(quotes.get("arxiv", ""))) or not quotes.get("where"):
+        return [f"{where}: quotes {quotes!r} (an arXiv id such as 2307.06948 and where in the paper needed)"]
+    return []
 
 
 def _row_problems(row: dict, protocol: str, n_metrics: int, where: str) -> list[str]:
@@ -247,6 +276,7 @@ class PaperNumber:
     source: str
     caption: str
     epochs: int | None
+    quotes: str = ""
 
 
 def paper_numbers(cards: dict[str, dict]) -> list[PaperNumber]:
@@ -263,8 +293,15 @@ def _row_numbers(card: dict, table: dict, row: dict) -> list[PaperNumber]:
     shots = row["shots"] if "shots" in row else table.get("shots")
     return [PaperNumber(card["id"], table["id"], protocol, row["method"], dataset, metric, value, table["decimals"],
                         shots, row.get("score"), context, average_of if dataset == AVERAGE else (),
-                        cite(card["sources"][table["source"]]), table.get("caption", ""), row.get("epochs"))
+                        cite(card["sources"][table["source"]]), table.get("caption", ""), row.get("epochs"),
+                        quoted(table))
             for dataset, values in row["values"].items() for metric, value in zip(table["metrics"], values)]
+
+
+def quoted(table: dict) -> str:
+    """The paper table a table quotes, as one line ("" for a table read in the authors' own files)."""
+    quotes = table.get("quotes")
+    return f"arXiv {quotes['arxiv']}, {quotes['where']}" if quotes else ""
 
 
 # ----------------------------------------------------------------------------------- consistency
