@@ -1,43 +1,70 @@
 #!/usr/bin/env bash
-# Reproduce docs/results/: every SynthWorld run behind docs/results.md (under two CPU-hours).
+# Reproduce docs/results/: every SynthWorld run behind docs/results.md, docs/claims.md and
+# docs/sensitivity.md, with the synth rule of docs/methods.md (about 6 CPU-hours in all).
 #   bash docs/make_results.sh        # everything, one part after the other
-#   bash docs/make_results.sh a      # part a only (base-to-novel, OOD, DiSa ablations); b likewise
+#   bash docs/make_results.sh a      # part a only (base-to-novel, transfer, OOD, DiSa ablations, sensitivity I)
+#   bash docs/make_results.sh b      # part b only (few-shot, GalLoP ablations, sensitivity II)
 # The two parts are independent and can run at the same time (one core each: OMP_NUM_THREADS=1).
-# Each command resumes where it stopped (per-run checkpoints under docs/results/<name>/runs/).
+# Each command resumes where it stopped (per-run checkpoints and rows under docs/results/<name>/runs/).
+# Then `python docs/make_claims.py` writes docs/claims.md, docs/sensitivity.md and the figures.
+# VLP_RESULTS=DIR writes elsewhere; VLP_EPOCHS=N shortens every run (a quick check of this script only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=docs/results
+out=${VLP_RESULTS:-docs/results}
+short=${VLP_EPOCHS:+--epochs $VLP_EPOCHS}
 all="zeroshot coop ivlp promptsrc disa gallop"
-b2n="vlp protocol base2novel --datasets colour_shapes --seeds 1 --quiet"  # ablations: one seed
+trained="coop ivlp promptsrc disa gallop"
+seeds="1 2 3"
+transfer_seeds="1 2 3 4 5"  # the sources train once for dg, xd and ood: cheap enough for five seeds
+b2n() { vlp protocol base2novel --quiet $short "$@"; }
+ablation() { b2n --datasets colour_shapes --seeds $seeds "$@"; }  # colour_shapes: its novel half is held out of pretraining
+sensitivity() { b2n --datasets shapes colour_shapes --seeds $seeds "$@"; }
 
 part_a() {
-  vlp protocol base2novel --methods $all --seeds 1 2 3 --out $out/base2novel --quiet
-  vlp protocol ood --methods zeroshot coop promptsrc disa gallop --seeds 1 --out $out/ood --quiet
-  # DiSa ablations on colour_shapes (its novel half is held out of pretraining); rho = 0.3 is the default
-  $b2n --methods disa --set disa.use_cir=false --out $out/ablation_disa/no_cir
-  $b2n --methods disa --set disa.use_dir=false --out $out/ablation_disa/no_dir
-  $b2n --methods disa --set disa.cir_use_mask=false --out $out/ablation_disa/no_mask
-  $b2n --methods disa --set disa.use_sr=false --out $out/ablation_disa/no_sr
+  b2n --methods $all --seeds $seeds --out $out/base2novel
+  vlp protocol dg --methods $all --seeds $transfer_seeds --out $out/domain_generalisation --quiet $short
+  vlp protocol xd --methods $all --seeds $transfer_seeds --prompts $out/domain_generalisation \
+    --out $out/cross_dataset --quiet $short
+  vlp protocol ood --methods $all --seeds $transfer_seeds --prompts $out/domain_generalisation \
+    --out $out/ood --quiet $short
+  # DiSa's components, its alignment forms and its masking (rho = 0.3 in a pool of 0.5 is the main run)
+  ablation --methods disa --set disa.use_cir=false --out $out/ablation_disa/no_cir
+  ablation --methods disa --set disa.use_dir=false --out $out/ablation_disa/no_dir
+  ablation --methods disa --set disa.cir_use_mask=false --out $out/ablation_disa/no_mask
+  ablation --methods disa --set disa.use_sr=false --out $out/ablation_disa/no_sr
   for loss in mse l1; do
-    $b2n --methods disa --set disa.dir_loss=$loss --out $out/ablation_disa/dir_$loss
+    ablation --methods disa --set disa.dir_loss=$loss --out $out/ablation_disa/dir_$loss
   done
-  for ratio in 0.0 0.2 0.4 0.6; do
+  for ratio in 0.0 0.1 0.2 0.4 0.5 0.6; do
     pool=$(python3 -c "print(max($ratio, 0.5))")
-    $b2n --methods disa --set disa.mask_ratio=$ratio disa.mask_pool=$pool --out $out/ablation_disa/ratio_$ratio
+    ablation --methods disa --set disa.mask_ratio=$ratio disa.mask_pool=$pool --out $out/ablation_disa/ratio_$ratio
   done
+  ablation --methods disa --set disa.mask_pool=0.3 --out $out/ablation_disa/pool_bottom  # the 30 % least salient
+  ablation --methods disa --set disa.mask_pool=1.0 --out $out/ablation_disa/pool_random  # any 30 %: no saliency
+  # sensitivity to the synth rule's choices (docs/methods.md), I
+  sensitivity --methods $trained --rule 'crop_scale=[0.5,1.0]' --out $out/sensitivity/crop_0.5
+  sensitivity --methods promptsrc disa --set promptsrc.sr_text_weight=25 promptsrc.sr_image_weight=10 \
+    disa.sr_text_weight=25 disa.sr_image_weight=10 disa.dir_weight=1 --out $out/sensitivity/loss_weights_paper
+  sensitivity --methods promptsrc disa --set promptsrc.gpa_mean=15 promptsrc.gpa_std=1 disa.gpa_mean=15 \
+    disa.gpa_std=1 --out $out/sensitivity/gpa_paper
 }
 
 part_b() {
-  vlp protocol dg --methods $all --seeds 1 --out $out/domain_generalisation --quiet
-  vlp protocol fewshot --methods $all --datasets colour_shapes --shots 1 4 16 --seeds 1 \
-    --out $out/few_shot --quiet
-  # GalLoP ablations (global-only and local-only accuracies are reported by every GalLoP run)
-  $b2n --methods gallop --set 'gallop.topk=[5,5,5,5]' --out $out/ablation_gallop/k5
-  $b2n --methods gallop --set 'gallop.topk=[20,20,20,20]' --out $out/ablation_gallop/k20
-  $b2n --methods gallop --set 'gallop.topk=[64,64,64,64]' --out $out/ablation_gallop/k_all
-  $b2n --methods gallop --set gallop.dropout=0.0 gallop.dropout_sampling=without_replacement \
+  vlp protocol fewshot --methods $all --datasets colour_shapes --shots 1 2 4 8 16 --seeds $seeds \
+    --out $out/few_shot --quiet $short
+  # GalLoP's sparse, multiscale local scores, its prompt dropout and its local projection
+  ablation --methods gallop --set 'gallop.topk=[64,64,64,64]' --out $out/ablation_gallop/k_dense
+  ablation --methods gallop --set 'gallop.topk=[3,3,3,3]' --out $out/ablation_gallop/k_single
+  ablation --methods gallop --set gallop.dropout=0.0 gallop.dropout_sampling=without_replacement \
     --out $out/ablation_gallop/no_dropout
-  $b2n --methods gallop --set gallop.dropout=0.5 --out $out/ablation_gallop/dropout_0.5
+  ablation --methods gallop --set gallop.dropout=0.5 --out $out/ablation_gallop/dropout_0.5
+  ablation --methods gallop --set gallop.learn_local_proj=false --out $out/ablation_gallop/no_local_proj
+  # sensitivity to the synth rule's choices (docs/methods.md), II
+  sensitivity --methods $trained --rule steps=960 --out $out/sensitivity/steps_x4
+  sensitivity --methods gallop --set 'gallop.topk=[5,10,15,20]' --out $out/sensitivity/topk_paper
+  sensitivity --methods ivlp promptsrc disa --set ivlp.text_depth=12 ivlp.vision_depth=12 promptsrc.text_depth=12 \
+    promptsrc.vision_depth=12 disa.text_depth=12 disa.vision_depth=12 --out $out/sensitivity/depth_all_blocks
+  sensitivity --methods coop gallop --rule steps=1000000 --out $out/sensitivity/paper_epochs  # 200 epochs
 }
 
 case "${1:-all}" in
