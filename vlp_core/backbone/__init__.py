@@ -2,10 +2,12 @@
 
 from vlp_core.backbone.loading import (
     DEFAULT_MODEL,
+    SUPPORTED_VITS,
     ClipBundle,
     WeightsNotFoundError,
     bundled_models,
     load_clip,
+    unsupported_reasons,
 )
 from vlp_core.backbone.prompted import (
     VisionOutput,
@@ -20,6 +22,7 @@ from vlp_core.backbone.text_cache import FrozenTextFeatures
 
 __all__ = [
     "DEFAULT_MODEL",
+    "SUPPORTED_VITS",
     "ClipBundle",
     "FrozenTextFeatures",
     "VisionOutput",
@@ -31,5 +34,6 @@ __all__ = [
     "keep_indices",
     "load_clip",
     "prompt_token_ids",
+    "unsupported_reasons",
     "value_only_block",
 ]
