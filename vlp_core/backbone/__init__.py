@@ -11,6 +11,7 @@ from vlp_core.backbone.loading import (
 )
 from vlp_core.backbone.prompted import (
     VisionOutput,
+    check_context_room,
     encode_image_prompted,
     encode_text_prompted,
     init_context,
@@ -28,6 +29,7 @@ __all__ = [
     "VisionOutput",
     "WeightsNotFoundError",
     "bundled_models",
+    "check_context_room",
     "encode_image_prompted",
     "encode_text_prompted",
     "init_context",
