@@ -1,8 +1,10 @@
 """Loading CLIP: the bundled model, an open_clip name with a pretrained tag, or a local file.
 
 `load_clip` returns a frozen, eval-mode open_clip model with its test preprocessing and tokenizer.
-It never hangs on a missing download: weights that are neither cached nor reachable raise
-`WeightsNotFoundError`, which names the file it looked for and how to pass a local copy.
+It serves the architectures the prompted forwards can run (`SUPPORTED_VITS` among open_clip's, see
+`unsupported_reasons`) and refuses any other before building or downloading it. It never hangs on a
+missing download: weights that are neither cached nor reachable raise `WeightsNotFoundError`, which
+names the file it looked for and how to pass a local copy.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from urllib.parse import urlparse
 
 import open_clip
 import torch
+from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from safetensors.torch import load_file
 from torch import nn
@@ -33,6 +36,7 @@ RANDOM_INIT_MODELS = ("vlp-tiny",)  # registered configs that run with seeded ra
 DEFAULT_MODEL = "synth-clip"
 WEIGHTS_FILE = "open_clip_model.safetensors"  # open_clip's weights file name in a local-dir / hub folder
 _OPENAI_JIT_KEYS_TO_DROP = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+_CUSTOM_BLOCK_OPTIONS = ("qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn", "scale_fc")
 
 open_clip.add_model_config(CONFIG_DIR)
 
@@ -82,9 +86,13 @@ def load_clip(
     - `pretrained` is an open_clip tag ("openai", "laion2b_s34b_b88k", ...) or the path of a local
       checkpoint: safetensors, a torch state dict, or OpenAI's TorchScript `.pt` file.
     - `seed` seeds the random weights of a random-init config (and nothing else).
-    OpenAI weights always get QuickGELU, which they were trained with.
+    OpenAI weights always get QuickGELU, which they were trained with. An architecture that the
+    prompted forwards cannot run raises a ValueError that says why (`unsupported_reasons`).
     """
     model_dir = _model_dir(model)
+    config = _architecture(model, model_dir)
+    if config is not None:  # checked before anything is built or downloaded
+        _check_supported(config, model)
     if model_dir is not None:
         clip = _load_model_dir(model_dir)
         pretrained = "bundled" if model_dir.parent == ASSETS_DIR else str(model_dir)
@@ -94,24 +102,96 @@ def load_clip(
             clip = open_clip.create_model(model, device="cpu")
     else:
         clip = _load_open_clip(model, pretrained)
-    _check_image_tower(clip.visual, model)
     clip = clip.to(device).eval().requires_grad_(False)
     preprocess = image_transform_v2(PreprocessCfg(**clip.visual.preprocess_cfg), is_train=False)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{model_dir}" if model_dir is not None else model)
     return ClipBundle(clip, preprocess, tokenizer, model, pretrained)
 
 
-def _check_image_tower(visual: nn.Module, model: str) -> None:
-    """Refuse image towers whose pooled feature is not the class token after `ln_post` (what the
-    prompted forward computes): ResNets, average pooling, attentional pooling."""
-    if not isinstance(visual, open_clip.transformer.VisionTransformer):
-        raise ValueError(f"{model} has a {type(visual).__name__} image tower; the prompted forward needs a "
-                         f"ViT (e.g. ViT-B-16-quickgelu)")
-    if visual.attn_pool is not None or visual.pool_type != "tok":
-        pooling = "attentional pooling" if visual.attn_pool is not None else f"{visual.pool_type!r} pooling"
-        raise ValueError(f"{model}'s image tower uses {pooling}; the prompted forward pools the class token "
-                         f"(pool_type 'tok', no attentional pooler), so it would compute other features. "
-                         f"Use a CLIP ViT with class-token pooling (e.g. ViT-B-16-quickgelu)")
+def unsupported_reasons(config: dict) -> list[str]:
+    """Why the prompted forwards cannot run the open_clip model config `config` (a `model_cfg`, with
+    "vision_cfg" and "text_cfg"); an empty list when they can.
+
+    They run open_clip's own modules block by block (`prompted.py`), so they need
+    - image tower: open_clip's `VisionTransformer` of `ResidualAttentionBlock`s, pooled at its
+      class token (after `ln_post`, times `proj`), returning the pooled feature alone;
+    - text tower: the `TextTransformer` that `CLIP` itself holds, of `ResidualAttentionBlock`s,
+      read at the end-of-text token (pool type "argmax"), projected by a matrix, with CLIP's
+      tokenizer (the learned context follows its start-of-text token; its end-of-text token has
+      the largest id). The context length, vocabulary, widths, heads and causal mask are free.
+    Unset fields take open_clip's defaults (`CLIPVisionCfg`, `CLIPTextCfg`).
+    """
+    vision = CLIPVisionCfg(**config["vision_cfg"])
+    text = CLIPTextCfg(**config.get("text_cfg", {}))
+    return _image_tower_reasons(vision) + _text_tower_reasons(text, config)
+
+
+def _image_tower_reasons(vision: CLIPVisionCfg) -> list[str]:
+    """Why an image tower config is not a ViT that the prompted image forward runs (none if it is)."""
+    if vision.timm_model_name:
+        return [f"its image tower is timm's {vision.timm_model_name}, not open_clip's VisionTransformer"]
+    if isinstance(vision.layers, (tuple, list)):
+        return ["it has a ModifiedResNet image tower (a ResNet), not a ViT"]
+    reasons = []
+    if vision.attentional_pool:
+        reasons.append("its image tower uses attentional pooling, not the class token")
+    elif vision.pool_type != "tok":
+        reasons.append(f"its image tower uses {vision.pool_type!r} pooling, not the class token")
+    if vision.output_tokens:
+        reasons.append("its image tower returns its patch tokens with the pooled feature (output_tokens)")
+    return reasons + _custom_block_reasons(vision, "image")
+
+
+def _text_tower_reasons(text: CLIPTextCfg, config: dict) -> list[str]:
+    """Why a text tower config is not one that the prompted text forward runs (none if it is)."""
+    if "multimodal_cfg" in config:
+        return ["it is a CoCa model (a text decoder, a text tower with its own class token), not CLIP"]
+    if text.hf_model_name:
+        return [f"its text tower is the Hugging Face model {text.hf_model_name}, not CLIP's TextTransformer"]
+    if config.get("custom_text"):
+        return ["its text tower is a separate module (custom_text), not the TextTransformer that CLIP holds"]
+    reasons = []
+    if text.hf_tokenizer_name:
+        reasons.append(f"its tokenizer is Hugging Face's {text.hf_tokenizer_name}, not CLIP's, whose start- and "
+                       f"end-of-text tokens frame the learned context")
+    if text.pool_type != "argmax":
+        reasons.append(f"its text tower pools {text.pool_type!r}, not 'argmax' (CLIP's end-of-text token)")
+    if text.proj_type == "none" or text.proj_bias:
+        absent = text.proj_type == "none"
+        reasons.append(f"its text projection is {'absent' if absent else 'a linear layer with a bias'}, not a matrix")
+    return reasons + _custom_block_reasons(text, "text")
+
+
+def _custom_block_reasons(tower: CLIPVisionCfg | CLIPTextCfg, name: str) -> list[str]:
+    """Why a tower's blocks are not open_clip's `ResidualAttentionBlock` (none if they are)."""
+    options = [option for option in _CUSTOM_BLOCK_OPTIONS if getattr(tower, option)]
+    if tower.block_type not in (None, "default") or options:
+        return [f"its {name} tower uses open_clip's CustomResidualAttentionBlock "
+                f"({', '.join(options) or f'block_type {tower.block_type!r}'}), not ResidualAttentionBlock"]
+    return []
+
+
+def _check_supported(config: dict, model: str) -> None:
+    """Refuse a model the prompted forwards cannot run, saying why and what to use instead."""
+    reasons = unsupported_reasons(config)
+    if reasons:
+        raise ValueError(
+            f"{model} cannot be prompted: {'; '.join(reasons)}. The methods run an open_clip ViT pooled at its "
+            f"class token and CLIP's text tower: use one of {', '.join(SUPPORTED_VITS)} "
+            f"(e.g. ViT-B-16-quickgelu, OpenAI's ViT-B/16)."
+        )
+
+
+def _architecture(model: str, model_dir: Path | None) -> dict | None:
+    """The open_clip model config of a model folder or a registered name; None for an unknown name."""
+    if model_dir is not None:
+        return json.loads((model_dir / "open_clip_config.json").read_text()).get("model_cfg")
+    return open_clip.get_model_config(model)
+
+
+# open_clip's architectures that the prompted forwards run (the project's own configs left out)
+SUPPORTED_VITS = tuple(name for name in open_clip.list_models()
+                       if name not in RANDOM_INIT_MODELS and not unsupported_reasons(open_clip.get_model_config(name)))
 
 
 @contextmanager

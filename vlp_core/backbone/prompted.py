@@ -30,6 +30,17 @@ def prompt_token_ids(tokenizer, class_names: list[str], n_ctx: int, template: st
     return TemplateFiller(tokenizer).fill(f"{prefix} {template}".strip(), class_names)
 
 
+def check_context_room(model: nn.Module, n_ctx: int, option: str) -> None:
+    """Raise a ValueError when `n_ctx` learned text tokens leave no room for a class name in the
+    model's text context: a sequence needs [SOT], the context, a name token and [EOT] (the
+    tokenizer cuts longer ones at the context length). `option` names the setting, e.g. "coop.n_ctx"."""
+    length = model.positional_embedding.shape[0]
+    if n_ctx + 3 > length:
+        raise ValueError(f"{option}={n_ctx} learned text tokens leave no room for a class name in this model's text "
+                         f"context of {length} tokens ([SOT], context, name, [EOT]): set {option} to at most "
+                         f"{length - 3}")
+
+
 def init_context(model: nn.Module, tokenizer, text: str, n_ctx: int) -> Tensor:
     """The token embeddings of `text` (e.g. "a photo of a") as initial context -> (n_ctx, Dt).
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from vlp_core.backbone import (
     ClipBundle,
     FrozenTextFeatures,
+    check_context_room,
     encode_text_prompted,
     init_context,
     prompt_token_ids,
@@ -82,6 +83,7 @@ class CoOp(PromptMethod):
         if self.config.class_token_position not in ("end", "middle", "front"):
             raise ValueError(f"class_token_position must be end, middle or front, got "
                              f"{self.config.class_token_position!r}")
+        check_context_room(clip.model, self.config.n_ctx, f"{self.name}.n_ctx")
         self._init_generator = torch.Generator().manual_seed(self.config.seed)
         self._token_ids: dict[tuple[str, ...], Tensor] = {}
         self._positions: dict[tuple[str, ...], Tensor] = {}

@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from vlp_core.backbone import (
     ClipBundle,
     FrozenTextFeatures,
+    check_context_room,
     encode_image_prompted,
     encode_text_prompted,
     init_context,
@@ -149,6 +150,7 @@ class GalLoP(PromptMethod):
         super().__init__(clip, frozen_text)
         self.config = config or GalLoPConfig()
         cfg, model = self.config, clip.model
+        check_context_room(model, cfg.n_ctx, f"{self.name}.n_ctx")
         ctx = init_context(model, clip.tokenizer, cfg.ctx_init, cfg.n_ctx)  # (n_ctx, Dt)
         self.global_prompts = nn.Parameter(ctx.repeat(cfg.n_global, 1, 1))  # (Mg, n_ctx, Dt)
         self.local_prompts = nn.Parameter(ctx.repeat(cfg.n_local, 1, 1))  # (Ml, n_ctx, Dt)
