@@ -43,22 +43,27 @@ def test_harmonic_mean_of_seed_means_and_the_average_row_by_hand():
     table = {(r["method"], r["dataset"]): r for r in results.base_to_novel_table(_rows())}
     a1 = table["a", "d1"]
     assert a1["base"] == 62 and a1["novel"] == pytest.approx(42)
-    assert a1["base_std"] == pytest.approx(math.sqrt(8 / 3)) and a1["seeds"] == 3  # population std over seeds
+    assert a1["base_std"] == pytest.approx(math.sqrt(8 / 2)) and a1["seeds"] == 3  # sample SD (n - 1) over seeds
     assert a1["hm"] == pytest.approx(2 * 62 * 42 / (62 + 42))  # HM of the seed means, not the mean of HMs
-    assert table["a", "d2"]["novel_std"] == pytest.approx(math.sqrt(200 / 3))
+    assert table["a", "d2"]["novel_std"] == pytest.approx(math.sqrt(200 / 2))
+    seed_hms = [2 * b * n / (b + n) for b, n in ((60, 40), (62, 41), (64, 45))]
+    assert a1["hm_std"] == pytest.approx(statistics.stdev(seed_hms))  # the spread of each seed's HM
     average = table["b", "average"]  # datasets averaged first, then the HM of the averages
     base, novel = (51 + 71) / 2, (57 + 60) / 2
     assert (average["base"], average["novel"]) == (pytest.approx(base), pytest.approx(novel))
     assert average["hm"] == pytest.approx(2 * base * novel / (base + novel))
+    seed_base = [(50 + 70) / 2, (50 + 71) / 2, (53 + 72) / 2]
+    seed_novel = [(55 + 60) / 2, (57 + 60) / 2, (59 + 60) / 2]
+    assert average["base_std"] == pytest.approx(statistics.stdev(seed_base))
+    assert average["hm_std"] == pytest.approx(statistics.stdev([2 * b * n / (b + n) for b, n in zip(seed_base, seed_novel)]))
     assert results.harmonic_mean(0.0, 0.0) == 0.0
 
 
 def test_aggregate_means_and_spread_over_seeds():
     rows = [{"method": "m", "shots": k, "acc": acc} for k, acc in ((1, 10.0), (1, 20.0), (2, 30.0))]
     table = results.aggregate(rows, ["method", "shots"], ["acc", "missing"])
-    assert table == [{"method": "m", "shots": 1, "acc": 15.0, "acc_std": 5.0, "seeds": 2},
-                     {"method": "m", "shots": 2, "acc": 30.0, "acc_std": 0.0, "seeds": 1}]
-    assert statistics.pstdev([10.0, 20.0]) == 5.0
+    assert table == [{"method": "m", "shots": 1, "acc": 15.0, "acc_std": pytest.approx(math.sqrt(50)), "seeds": 2},
+                     {"method": "m", "shots": 2, "acc": 30.0, "acc_std": 0.0, "seeds": 1}]  # sample SD (n - 1)
 
 
 def _recipe(method):
@@ -74,7 +79,7 @@ def test_report_files_of_a_transfer_run(tmp_path):
               "recipes": [_recipe("disa")]}
     PROTOCOLS["dg"].write_report(rows, tmp_path, config)
     text = (tmp_path / "results.md").read_text()
-    assert "| disa | ImageNet-V2 | 61.5 ± 0.5 |" in text and "ViT-B-16-quickgelu" in text
+    assert "| disa | ImageNet-V2 | 61.5 ± 0.7 |" in text  # sample SD of 61 and 62 and "ViT-B-16-quickgelu" in text
     assert "| disa | ImageNet | 16 | 20 | 4 | 0.0025 | fp16 | gpa_mean=6.0, text_depth=3 |" in text
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["rows"] == rows and saved["config"] == config

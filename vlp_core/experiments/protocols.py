@@ -43,7 +43,7 @@ class Protocol:
     part: Part  # the classes a run trains on
     per_shots: bool  # one run per K of the job (few-shot), else one run with the job's last K
     run: RunFunction
-    report: Callable[[list[dict], Path], str]  # rows -> markdown body, plots written under the folder
+    report: Callable[[list[dict], Path, str], str]  # (rows, folder, model) -> markdown body; figures written there
 
     def write_report(self, rows: list[dict], out_dir: Path, config: dict) -> Path:
         """results.md, CSV / JSON rows, config and plots of a job's rows in `out_dir`."""

@@ -9,7 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from matplotlib.figure import Figure  # drawn without pyplot: no backend is switched for the caller
+from vlp_core.tables import markdown_table
+
 
 
 PER_IMAGE = frozenset({"outcomes", "scores"})  # per-image values of a row: in results.json, not results.csv
@@ -21,7 +22,8 @@ def harmonic_mean(base: float, novel: float) -> float:
 
 
 def aggregate(rows: Sequence[dict], keys: Sequence[str], values: Sequence[str]) -> list[dict]:
-    """Mean and standard deviation over seeds of `values`, per distinct combination of `keys`.
+    """Mean and sample standard deviation (n - 1) over seeds of `values`, per distinct combination of
+    `keys`.
 
     Each output row has the keys, "<value>" (mean), "<value>_std" and "seeds" (how many).
     """
@@ -35,7 +37,7 @@ def aggregate(rows: Sequence[dict], keys: Sequence[str], values: Sequence[str]) 
             numbers = [r[value] for r in group if value in r]
             if numbers:
                 summary[value] = statistics.fmean(numbers)
-                summary[f"{value}_std"] = statistics.pstdev(numbers) if len(numbers) > 1 else 0.0
+                summary[f"{value}_std"] = statistics.stdev(numbers) if len(numbers) > 1 else 0.0
         summary["seeds"] = len(group)
         out.append(summary)
     return out
@@ -43,35 +45,39 @@ def aggregate(rows: Sequence[dict], keys: Sequence[str], values: Sequence[str]) 
 
 def base_to_novel_table(rows: Sequence[dict]) -> list[dict]:
     """Per (method, dataset): base, novel (seed means) and HM of those means, plus each method's
-    average over datasets (HM of the averages, as the papers report it)."""
+    average over datasets (HM of the averaged base and novel, as the papers report it). The spread of
+    HM ("hm_std") is the sample SD over seeds of each seed's HM (of the seed's dataset averages in the
+    average row)."""
     table = aggregate(rows, ["method", "dataset"], ["base", "novel"])
     for row in table:
         row["hm"] = harmonic_mean(row["base"], row["novel"])
+        row["hm_std"] = _sd([harmonic_mean(r["base"], r["novel"]) for r in rows
+                            if (r["method"], r["dataset"]) == (row["method"], row["dataset"])])
     by_method: dict[str, list[dict]] = defaultdict(list)
     for row in table:
         by_method[row["method"]].append(row)
     for method, group in by_method.items():
         if len(group) > 1:
+            datasets = [r["dataset"] for r in group]
+            per_seed = defaultdict(list)
+            for r in rows:
+                if r["method"] == method and r["dataset"] in datasets:
+                    per_seed[r["seed"]].append(r)
+            whole = [seed_rows for seed_rows in per_seed.values() if len(seed_rows) == len(datasets)]
+            seed_base = [statistics.fmean(r["base"] for r in seed_rows) for seed_rows in whole]
+            seed_novel = [statistics.fmean(r["novel"] for r in seed_rows) for seed_rows in whole]
             base = statistics.fmean(r["base"] for r in group)
             novel = statistics.fmean(r["novel"] for r in group)
-            table.append({"method": method, "dataset": "average", "base": base, "novel": novel,
-                          "hm": harmonic_mean(base, novel), "seeds": group[0]["seeds"]})
+            table.append({"method": method, "dataset": "average", "base": base, "base_std": _sd(seed_base),
+                          "novel": novel, "novel_std": _sd(seed_novel), "hm": harmonic_mean(base, novel),
+                          "hm_std": _sd([harmonic_mean(b, n) for b, n in zip(seed_base, seed_novel)]),
+                          "seeds": group[0]["seeds"]})
     return table
 
 
-def markdown_table(table: Sequence[dict], columns: Sequence[str]) -> str:
-    """A markdown table; numeric columns print as "mean ± std" when a std is present."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in table:
-        cells = []
-        for column in columns:
-            value = row.get(column, "")
-            if isinstance(value, float):
-                std = row.get(f"{column}_std")
-                value = f"{value:.1f} ± {std:.1f}" if std else f"{value:.1f}"
-            cells.append(str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _sd(values: Sequence[float]) -> float:
+    """Sample SD, 0 for fewer than two values."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def write_rows(out_dir: Path, rows: Sequence[dict], config: dict) -> None:
@@ -99,39 +105,3 @@ def recipe_table(recipes: Sequence[dict]) -> str:
                       "lr": str(train.get("lr", "-")), "precision": train.get("precision", "-"),
                       "options": options or "-"})
     return markdown_table(table, ["method", "dataset", "shots", "epochs", "batch", "lr", "precision", "options"])
-
-
-def bar_plot(table: Sequence[dict], value: str, path: Path, title: str) -> None:
-    """Grouped bars of `value` per dataset, one bar per method."""
-    datasets = list(dict.fromkeys(r["dataset"] for r in table))
-    methods = list(dict.fromkeys(r["method"] for r in table))
-    width = 0.8 / len(methods)
-    fig = Figure(figsize=(max(5, 1.3 * len(datasets) + 2), 3.5))
-    ax = fig.subplots()
-    for i, method in enumerate(methods):
-        heights = [next((r[value] for r in table if r["method"] == method and r["dataset"] == d), 0.0)
-                   for d in datasets]
-        ax.bar([j + i * width for j in range(len(datasets))], heights, width, label=method)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(datasets))], datasets, rotation=20)
-    ax.set_ylabel(f"{value} (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncols=min(3, len(methods)))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
-def curve_plot(table: Sequence[dict], x: str, y: str, path: Path, title: str) -> None:
-    """One line per method: `y` against `x` (log2 axis), with the seed spread as error bars."""
-    fig = Figure(figsize=(5, 3.5))
-    ax = fig.subplots()
-    for method in dict.fromkeys(r["method"] for r in table):
-        points = sorted((r[x], r[y], r.get(f"{y}_std", 0.0)) for r in table if r["method"] == method)
-        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points],
-                    marker="o", capsize=3, label=method)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel(x)
-    ax.set_ylabel(f"{y} (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)

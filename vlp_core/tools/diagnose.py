@@ -30,9 +30,9 @@ from vlp_core.data.base import ClassificationData, Datum
 from vlp_core.data.fewshot_cache import few_shot_split
 from vlp_core.data.loaders import eval_transform
 from vlp_core.engine.metrics import patch_coverage, pointing_hits, top1
-from vlp_core.experiments.results import markdown_table
 from vlp_core.methods.ood import auroc, fpr_at_95_tpr, mcm
 from vlp_core.methods.templates import IMAGENET_TEMPLATES, SINGLE_TEMPLATE
+from vlp_core.tables import markdown_table
 
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)  # L2 strengths searched on the few-shot val split
 
@@ -140,7 +140,7 @@ def diagnose_dataset(clip: ClipBundle, data: ClassificationData, text: FrozenTex
         probes.append(linear_probe_accuracy(train, val, test, len(classes)))
     for name, values in (("class_mean", class_means), ("linear_probe", probes)):
         row[name] = statistics.fmean(values)
-        row[f"{name}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+        row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     row["headroom"] = row["linear_probe"] - row["zero_shot"]
     if dense:
         row["pointing_patches"] = pointing(test.patches @ single.T, test.labels, test.coverage)
