@@ -11,7 +11,8 @@ import pytest
 
 from vlp_core.data.synthworld import get_suite
 from vlp_core.data.tasks import make_task
-from vlp_core.experiments.protocols import base_to_novel, ood_detection
+from vlp_core.experiments.protocols.base2novel import base_to_novel
+from vlp_core.experiments.protocols.ood import ood_detection
 from vlp_core.experiments.runs import Context
 from vlp_core.experiments.spec import JobSpec
 from vlp_core.methods.registry import method_names

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from vlp_core.data.base import SPLITS, Datum
+from vlp_core.data.datasets import Reader, register_reader
 
 Kind = Literal[
     "split_zhou", "fgvc", "imagenet", "imagenet_by_index", "imagenet_by_wnid", "imagenet_subset",
@@ -459,3 +460,13 @@ def get_ood_set(name: str, root: str | Path) -> CoOpDataset:
     if spec is None or spec.group != "ood":
         spec = DatasetSpec(name, name, "", "image_folder", 0)
     return CoOpDataset(spec, root)
+
+
+def _open(name: str, root: Path | None, image_size: int, splits: tuple[str, ...], ood: bool) -> CoOpDataset:
+    data = (get_ood_set if ood else get_dataset)(name, root)
+    data.check(splits)
+    return data
+
+
+register_reader(Reader("coop", order=90, reads=lambda name, root: root is not None, open=_open,
+                       what="the CoOp-format benchmark datasets, ImageNet shifts and OOD sets under a data root"))

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vlp_core.data.base import SPLITS, Datum
+from vlp_core.data.datasets import Reader, register_reader
 from vlp_core.data.synthworld.attributes import SHAPES
 from vlp_core.data.synthworld.scenes import item_rng
 
@@ -117,3 +118,8 @@ def draw_shape(shape: str, rng: np.random.Generator, canvas: int = CANVAS) -> Im
         for polygon in _outline(shape):
             draw.polygon(to_pixels(polygon), fill=ink)
     return image
+
+
+register_reader(Reader("drawn", order=10, reads=lambda name, root: root is None and name == DrawnShapes.name,
+                       open=lambda name, root, image_size, splits, ood: DrawnShapes(),
+                       what=f"{DrawnShapes.name} (PIL drawings, without a data root)"))

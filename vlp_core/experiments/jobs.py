@@ -34,15 +34,10 @@ ERROR = "error.txt"  # the traceback of a run that failed in a launcher's job
 
 
 def job_datasets(spec: JobSpec) -> tuple[list[str], list[str]]:
-    """(datasets trained on, datasets only tested on) of a job: the preset's lists of its protocol,
-    `spec.datasets` replacing the trained-on list of base2novel / fewshot and the tested-on list of
-    dg / xd / ood."""
-    chosen, preset = protocol(spec.protocol), spec.preset_entry
-    trained = getattr(preset, chosen.trains_on)
-    trained = [trained] if isinstance(trained, str) else list(trained)
-    if chosen.tests_on is None:
-        return list(spec.datasets or trained), []
-    return trained, list(spec.datasets or getattr(preset, chosen.tests_on))
+    """(datasets trained on, datasets only tested on) of a job: its protocol's for the spec's preset,
+    `spec.datasets` replacing the list the user picks (dg / xd / ood: the targets)."""
+    spec.preset_entry  # an unknown preset is named with the known ones
+    return protocol(spec.protocol).job_datasets(spec.preset, spec.datasets)
 
 
 @dataclass(frozen=True)

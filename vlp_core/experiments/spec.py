@@ -23,37 +23,22 @@ from vlp_core.methods.registry import method_class, method_config
 
 @dataclass(frozen=True)
 class Preset:
-    """Backbone, recipe rule and datasets of one paper configuration."""
+    """Backbone and recipe rule of one paper configuration; each protocol names its datasets per
+    preset (`vlp_core.experiments.protocols`)."""
 
     model: str
     pretrained: str | None
     rule: Rule
-    base_to_novel: tuple[str, ...]
-    few_shot: tuple[str, ...]
-    transfer_source: str
-    domain_targets: tuple[str, ...]
-    cross_targets: tuple[str, ...]
-    ood_sets: tuple[str, ...]
-    real_data: bool
+    real_data: bool  # its datasets are files under a data root
 
 
 COOP_DATASETS = ("ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101",
                  "FGVCAircraft", "SUN397", "DTD", "EuroSAT", "UCF101")
+SYNTH_SUITES = ("shapes", "colour_shapes", "patterns", "scenes")
 
 PRESETS: dict[str, Preset] = {
-    "synth": Preset(
-        model="synth-clip", pretrained=None, rule="synth",
-        base_to_novel=("shapes", "colour_shapes", "patterns", "scenes"), few_shot=("shapes",),
-        transfer_source="shapes",
-        domain_targets=("shapes@sketch", "shapes@noisy", "shapes@pixelated", "shapes@painted"),
-        cross_targets=("colour_shapes", "patterns", "scenes"),
-        ood_sets=("ood",), real_data=False),
-    "vitb16": Preset(
-        model="ViT-B-16-quickgelu", pretrained="openai", rule="paper",
-        base_to_novel=COOP_DATASETS, few_shot=COOP_DATASETS, transfer_source="ImageNet",
-        domain_targets=("ImageNet-V2", "ImageNet-Sketch", "ImageNet-A", "ImageNet-R"),
-        cross_targets=COOP_DATASETS[1:],
-        ood_sets=("iNaturalist", "SUN", "Places", "Textures"), real_data=True),
+    "synth": Preset(model="synth-clip", pretrained=None, rule="synth", real_data=False),
+    "vitb16": Preset(model="ViT-B-16-quickgelu", pretrained="openai", rule="paper", real_data=True),
 }
 
 

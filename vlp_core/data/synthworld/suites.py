@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from vlp_core.data.base import SPLITS, Datum
+from vlp_core.data.datasets import Reader, register_reader
 from vlp_core.data.synthworld.attributes import (
     DEFAULT_DIFFICULTY,
     HELD_OUT_COMBOS,
@@ -245,3 +246,8 @@ def get_suite(
     if name not in SUITES:
         raise KeyError(f"unknown SynthWorld suite {name!r}; known: {', '.join(SUITES)}")
     return SynthSuite(name, SUITES[name], seed, image_size, n_train, n_val, n_test, difficulty)
+
+
+register_reader(Reader("synthworld", order=90, reads=lambda name, root: root is None,
+                       open=lambda name, root, image_size, splits, ood: get_suite(name, image_size=image_size),
+                       what="the SynthWorld suites without a data root (" + ", ".join(SUITES) + ")"))
