@@ -17,7 +17,9 @@ def test_every_version_is_measured_with_its_spread_and_ratios():
     for row in (a, b):
         for op in ("train", "text", "infer"):
             assert 0 < row[op]["min"] <= row[op]["median"] <= row[op]["max"]
-        assert row["peak_memory_mb"] > 0 and row["vs_first"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+        assert row["peak_memory_mb"] > 0 and row["vs_first"] == {"median": 1.0, "min": 1.0, "max": 1.0,
+                                                                  "values": [1.0, 1.0]}  # one ratio per round
+        assert len(row["train"]["values"]) == 2 and row["train"]["min"] == min(row["train"]["values"])
     (ratios,) = result["ratios"]
     assert ratios["method"] == "coop" and {"train", "text", "infer", "peak_memory"} <= set(ratios)
     table = report(result, batch_size=2)

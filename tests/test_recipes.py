@@ -3,11 +3,15 @@ GalLoP's scripts), the SynthWorld rule, option overrides, precision, and the met
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from vlp_core.backbone import load_clip
 from vlp_core.commands import main as vlp
+from vlp_core.data.datasets import open_dataset
+from vlp_core.data.tasks import make_task
 from vlp_core.engine.recipes import VIT_B16, ModelShape, recipe, run_recipe
 from vlp_core.experiments.protocols import PROTOCOLS
 from vlp_core.engine.trainer import TrainConfig, resolve_precision
@@ -18,6 +22,7 @@ from vlp_core.methods.promptsrc import PromptSRCConfig
 from vlp_core.methods.registry import method_names
 from vlp_core.methods.zeroshot import ZeroShotConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK = ("ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101", "FGVCAircraft",
              "SUN397", "DTD", "EuroSAT", "UCF101")
 SHOTS = (1, 2, 4, 8, 16)
@@ -175,3 +180,20 @@ def test_vlp_recipe_prints_the_entry_as_json(capsys):
     assert vlp(["recipe", "--method", "coop", "--protocol", "base2novel", "--dataset", "colour_shapes"]) == 0
     synth = json.loads(capsys.readouterr().out)
     assert synth["rule"] == "synth" and synth["train"]["epochs"] == 15  # 16 base classes x 16 shots
+
+
+@pytest.mark.parametrize("method", method_names(trainable=True))
+def test_the_bundled_prompts_ran_the_recipe_of_the_results(method):
+    """One recipe everywhere: the app's bundled prompts record exactly the recipe the synth rule gives
+    their run today (the base-to-novel runs of docs/results use the same), nothing else."""
+    folder = ROOT / "assets" / "prompts" / method
+    record = json.loads((folder / "run.json").read_text())
+    checkpoint = json.loads((folder / "checkpoint.json").read_text())
+    clip = load_clip("synth-clip")
+    task = make_task(open_dataset(record["dataset"]), record["shots"], record["seed"], record["classes"])
+    expected = run_recipe(method, record["recipe"]["protocol"], record["dataset"], record["shots"],
+                          len(task.class_names()), rule="synth", trainable=True, device=torch.device("cpu"),
+                          shape=ModelShape.of(clip))
+    assert record["recipe"] == json.loads(json.dumps(expected.as_dict()))
+    assert checkpoint["epochs_run"] == expected.train.epochs
+    assert {k: v for k, v in checkpoint["config"].items() if k not in ("seed", "progress")} == record["recipe"]["train"]

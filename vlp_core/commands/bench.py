@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from vlp_core.commands.common import METHODS, add_backbone_arguments, add_device_arguments, parse_options
@@ -28,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5, help="timed rounds (after one untimed warm-up)")
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.OPTION=VALUE", help="method options")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="also write the measurement as JSON (every round's times, for intervals)")
     parser.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
                         help="time two versions and print B / A: git revisions of this checkout (e.g. main; "
                         "'.' is the code running now) or option sets ('disa.mask_ratio=0.5'; '' for the defaults)")
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vlp_core.backbone import DEFAULT_MODEL
     from vlp_core.data.synthworld import get_suite
+    from vlp_core.files import write_text_atomically
     from vlp_core.engine.trainer import resolve_device
     from vlp_core.methods.registry import method_names
     from vlp_core.tools.bench import Variant, bench, report
@@ -60,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
           f"{machine['threads']} threads, torch {machine['torch']}), batch {args.batch_size}, "
           f"{len(classes)} classes ({' + '.join(args.classes)}), {args.steps} timed rounds\n")
     print(report(result, args.batch_size))
+    if args.out:
+        write_text_atomically(args.out, json.dumps(result, indent=1))
+        print(f"measurement in {args.out}")
     render = render_benchmark(n=500)
     print(f"\nSynthWorld rendering: {render['images_per_s']:.0f} images/s (64 px, one core)")
     return 0

@@ -92,8 +92,8 @@ class _Worker:
 
 
 def _spread(values: list[float]) -> dict:
-    """{"median", "min", "max"} of `values`."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    """{"median", "min", "max"} of `values`, and the values themselves (one per timed round)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": list(values)}
 
 
 def bench(variants: list[Variant], methods: list[str], class_names: list[str], *, model: str,
@@ -129,7 +129,8 @@ def bench(variants: list[Variant], methods: list[str], class_names: list[str], *
             worker.close()
     first = next(iter(workers.values())).info
     return {
-        "machine": {k: first[k] for k in ("device_name", "threads", "torch")},
+        "machine": {k: first[k] for k in ("device_name", "threads", "torch")}, "batch_size": batch_size,
+        "model": model, "classes": len(class_names), "rounds": repeats,
         "rows": [_row(variant.label, name, workers[variant.label, name].info, times, memory, methods)
                  for variant in variants for name in methods],
         "ratios": _ratios(variants, methods, times, memory) if len(variants) == 2 else [],
