@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from vlp_core.data.base import ClassificationData
+import numpy as np
+from PIL import Image
+
+from vlp_core.data.base import ClassificationData, Datum, relabel
 from vlp_core.data.tasks import Part, Task
 from vlp_core.engine.trainer import CHECKPOINT_META, checkpoint_meta, load_trained
 from vlp_core.experiments import reports
@@ -170,6 +173,35 @@ def ood_detection(ctx: Context, method: str, task: Task, ood_sets: Sequence[Clas
                          "fpr95_rule": rule, "recipe": record,
                          "scores": {"id": rounded(id_scores[score]), "ood": rounded(ood_scores[score])}})
     return rows
+
+
+class ClassSubset:
+    """The classes `labels` of `data` as a dataset of their own, numbered 0..n-1 in that order; its
+    images and masks are `data`'s. It has no folder, so a few-shot draw of it is never persisted."""
+
+    def __init__(self, data: ClassificationData, labels: Sequence[int], name: str):
+        self.data, self.labels, self.name = data, list(labels), name
+
+    @property
+    def classnames(self) -> list[str]:
+        return [self.data.classnames[label] for label in self.labels]
+
+    def split(self, name: str) -> list[Datum]:
+        return relabel(self.data.split(name), self.labels)
+
+    def load_image(self, datum: Datum) -> Image.Image:
+        return self.data.load_image(datum)
+
+    def load_mask(self, datum: Datum) -> np.ndarray | None:
+        return self.data.load_mask(datum)
+
+
+def held_out_classes(data: ClassificationData, kept: Sequence[int]) -> tuple[ClassSubset, ClassSubset]:
+    """An OOD split inside one dataset: its classes `kept` (labels) as the in-distribution dataset
+    ("<name>-id", to make a `Task` of and train on), the other classes as the OOD set ("<name>-ood")
+    for `ood_detection`."""
+    others = [label for label in range(len(data.classnames)) if label not in set(kept)]
+    return ClassSubset(data, kept, f"{data.name}-id"), ClassSubset(data, others, f"{data.name}-ood")
 
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
