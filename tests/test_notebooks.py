@@ -20,8 +20,12 @@ import vlp_core.methods.ood
 import vlp_core.methods.promptsrc
 import vlp_core.methods.saliency
 import vlp_core.methods.topk
+from vlp_core.data.synthworld import get_suite
+from vlp_core.data.tasks import make_task
 from vlp_core.engine.recipes import Recipe, SynthRule
 from vlp_core.engine.trainer import TrainConfig
+from vlp_core.experiments.protocols import held_out_classes
+from vlp_core.experiments.results import committed_results, write_rows
 from vlp_core.experiments.spec import PRESETS, JobSpec
 from vlp_core.methods.base import PromptMethod
 
@@ -392,3 +396,28 @@ def test_the_recipe_check_catches_each_way_around_it():
         assert any(expected in v for v in violations), (source, violations)
     ablation = fast + 'JobSpec(method_options={"disa": {"mask_ratio": 0.1}})'
     assert recipe_violations("08_ablations", [(1, ablation)]) == []
+
+
+# ------------------------------------------------------------------- the helpers the notebooks read with
+
+
+def test_committed_results_reads_a_results_folder_and_answers_none_where_there_is_none(tmp_path):
+    rows, config = [{"dataset": "shapes", "method": "disa", "seed": 1, "base": 80.0, "novel": 70.0}], {"model": "m"}
+    write_rows(tmp_path / "ablation_disa" / "ratio_0.1", rows, config)
+    assert committed_results("ablation_disa/ratio_0.1", root=tmp_path) == (rows, config)
+    assert committed_results("ablation_disa/ratio_0.6", root=tmp_path) is None
+
+
+def test_held_out_classes_split_one_dataset_into_an_id_and_an_ood_set():
+    suite = get_suite("colour_shapes", n_test=2)
+    kept = [5, 0, 9]
+    id_set, ood_set = held_out_classes(suite, kept)
+    assert id_set.classnames == [suite.classnames[c] for c in kept]
+    assert sorted(id_set.classnames + ood_set.classnames) == sorted(suite.classnames)
+    for part in (id_set, ood_set):
+        items = part.split("test")
+        assert {d.label for d in items} == set(range(len(part.classnames)))
+        assert all(part.classnames[d.label] == d.classname for d in items)
+    assert len(id_set.split("test")) + len(ood_set.split("test")) == len(suite.split("test"))
+    task = make_task(id_set, 2, 1)
+    assert len(task.train) == 2 * len(kept) and task.class_names() == id_set.classnames
