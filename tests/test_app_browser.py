@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from app.inputs import sample_classes
-from app.screenshot import CHROMIUM, launch_chromium, open_app
+from scripts.app_screenshot import CHROMIUM, launch_chromium, open_app
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Debian's chromium at {CHROMIUM}: "
                                 "`apt-get update && apt-get install -y chromium`")

@@ -1,7 +1,7 @@
 """Latency of the app on this machine: start-up, new class lists, every slider handler, and with
 `--browser` what a person sees in a real browser.
 
-`python app/bench.py [--model M] [--prompts DIR] [--repeats N] [--browser [--scroll]] [--start]`
+`python scripts/app_bench.py [--model M] [--prompts DIR] [--repeats N] [--browser [--scroll]] [--start]`
 prints p50 / p95 in milliseconds of each handler alone and with its pictures drawn (what a slider
 move costs the server; on the compute thread, views with the threads the server gives them), and
 the time to apply a class list of 32 and of 500 names no earlier list had (the frozen text
@@ -38,7 +38,7 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # run as a script: make the `app` package importable
+if __package__ in (None, ""):  # run as a script: make the `app` and `scripts` packages importable
     sys.path.insert(0, str(ROOT))
 
 from app import handlers, ui  # noqa: E402
@@ -170,7 +170,7 @@ def browser_timings(models, repeats: int, scroll: bool = False) -> None:
     from gradio.profiling import collector
     from playwright.sync_api import sync_playwright
 
-    from app.screenshot import launch_chromium, open_app
+    from scripts.app_screenshot import launch_chromium, open_app
 
     demo = serve(models)
     try:

@@ -1,4 +1,4 @@
-"""Screenshot the running app in headless Debian chromium: `python app/screenshot.py [--out-dir DIR]`.
+"""Screenshot the running app in headless Debian chromium: `python scripts/app_screenshot.py [--out-dir DIR]`.
 
 Serves the app in-process on 127.0.0.1 (same flags as `app/main.py`), opens it in
 `/usr/bin/chromium` through playwright (never `playwright install`: install the browser with
