@@ -1,8 +1,9 @@
 """The app's handlers: pure functions from (models, session state, widget values) to arrays and dicts.
 
-Encoding happens once per image and class list (`encode`): every method's probabilities, DiSa's
-frozen patch embeddings and text features, and GalLoP's explain cache go into a `Session`, the
-user's own `gr.State`, with the reference measures of the class list's suite (`app.reference`).
+Encoding happens once per image and class list (`encode`): every method's probabilities and the
+explain cache of every `Explainable` method (DiSa's frozen patch embeddings and text features,
+GalLoP's cosines) go into a `Session`, the user's own `gr.State`, with the reference measures of
+the class list's suite (`app.reference`).
 Slider handlers re-threshold that cache without an encoder pass, with one exception: DiSa's
 masked-image prediction needs the masked image's features, so each DiSa slider move runs the
 image tower twice on the masked image (DiSa's prompted tower and frozen CLIP's) and nothing else.
@@ -34,7 +35,7 @@ from app.models import METHOD_TITLES, AppModels
 from app.reference import Reference, reference_for
 from vlp_core.data.synthworld import get_suite
 from vlp_core.engine.metrics import patch_coverage, pointing_hits, salient_iou
-from vlp_core.methods.base import readable
+from vlp_core.methods.base import ExplainCache, Explainable, readable
 from vlp_core.methods.disa import DiSaExplainCache
 from vlp_core.methods.gallop import GalLoPExplainCache, gallop_ood_scores
 from vlp_core.methods.templates import IMAGENET_TEMPLATES
@@ -57,11 +58,18 @@ class Session:
     source: str
     classes: list[str]
     probabilities: dict[str, np.ndarray]  # method -> (C,) class probabilities on the full image
-    disa: DiSaExplainCache
-    gallop: GalLoPExplainCache
+    explanations: dict[str, ExplainCache]  # Explainable method -> its cache of this image
     reference: Reference | None  # measures of the class list's suite, None for other lists
     notices: list[str] = field(default_factory=list)
     pictures: dict[tuple, str] = field(default_factory=dict)  # the views' pictures, drawn once per key
+
+    @property
+    def disa(self) -> DiSaExplainCache:
+        return self.explanations["disa"]
+
+    @property
+    def gallop(self) -> GalLoPExplainCache:
+        return self.explanations["gallop"]
 
     def __deepcopy__(self, memo: dict) -> Session:
         """The session itself: a session is a value (an image and class list, and what they
@@ -94,14 +102,12 @@ def encode(models: AppModels, image: ImageInput, classes: ClassList, progress: P
         models.frozen_text.warm([readable(name) for name in classes.names], templates, progress)
         for method in models.methods.values():
             method.set_classes(classes.names)
-        probabilities = {name: torch.softmax(method.logits(model_input), dim=-1)[0]
-                         for name, method in models.methods.items() if name not in ("disa", "gallop")}
-        disa = models.methods["disa"].explain_cache(model_input)
-        gallop = models.methods["gallop"].explain_cache(model_input)
-    probabilities["disa"] = disa.prompted_full
-    probabilities["gallop"] = torch.softmax(gallop.explain(0)["logits"], dim=-1)
-    ordered = {name: probabilities[name].numpy() for name in models.methods}
-    return Session(image.pixels, image.mask, image.source, classes.names, ordered, disa, gallop,
+        explanations = {name: method.explain_cache(model_input) for name, method in models.methods.items()
+                        if isinstance(method, Explainable)}
+        probabilities = {name: explanations[name].probabilities.numpy() if name in explanations
+                         else torch.softmax(method.logits(model_input), dim=-1)[0].numpy()
+                         for name, method in models.methods.items()}
+    return Session(image.pixels, image.mask, image.source, classes.names, probabilities, explanations,
                    reference_for(models, classes.names), image.notices + classes.notices)
 
 

@@ -7,6 +7,8 @@ holds a reference to a frozen CLIP that it never registers as a submodule, so `p
 Every method declares, as class attributes, its `name` (the CLI's), `title` (the app's), `order` (its
 place in lists), `config_class` (its options, a dataclass with the paper defaults) and whether it is
 `trainable`; `@register` (`vlp_core.methods.registry`) adds the class to the one list of methods.
+A method that can show what it looks at in one image declares it by inheriting `Explainable`
+(DiSa and GalLoP); callers ask `isinstance(method, Explainable)`, never probe for the methods.
 """
 
 from __future__ import annotations
@@ -187,3 +189,29 @@ class PromptMethod(nn.Module, ABC):
 
     def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
         self.load_state_dict(state, strict=True)
+
+
+class ExplainCache(ABC):
+    """One image encoded once by an `Explainable` method against its current class list, so that
+    repeated explanations (a slider's moves) run no text pass and at most the image passes their
+    settings change. C classes."""
+
+    @property
+    @abstractmethod
+    def probabilities(self) -> Tensor:
+        """(C,) the method's class probabilities on the full image."""
+
+    @abstractmethod
+    def explain(self, class_index: int | None = None, *settings) -> dict:
+        """What the method looks at for class `class_index`, under the method's own settings
+        (DiSa: mask ratio, pool and seed; GalLoP: top-k per local prompt)."""
+
+
+class Explainable(ABC):
+    """Capability: the method explains its prediction on one image (its patch maps for a class).
+
+    Declared by inheritance, e.g. `class DiSa(PromptSRC, Explainable)`."""
+
+    @abstractmethod
+    def explain_cache(self, image: Tensor) -> ExplainCache:
+        """Encode one image (1, 3, S, S) once against the current class list, for repeated `explain` calls."""

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures, encode_image_prompted
 from vlp_core.choices import check_choice
-from vlp_core.methods.base import Step, kl_rows
+from vlp_core.methods.base import Explainable, ExplainCache, Step, kl_rows
 from vlp_core.methods.promptsrc import PromptSRC, PromptSRCConfig
 from vlp_core.methods.registry import register
 from vlp_core.methods.saliency import blank_patches, mask_sizes, patch_saliency, saliency_mask
@@ -98,7 +98,7 @@ def class_prototypes(features: Tensor, labels: Tensor, num_classes: int) -> Tens
 
 
 @register
-class DiSa(PromptSRC):
+class DiSa(PromptSRC, Explainable):
     """PromptSRC + L_CIR + λ·L_DiR. Loss terms: ce, sr_text, sr_image, sr_logits, cir, dir (each
     weighted, absent when switched off) and total = their sum."""
 
@@ -222,7 +222,7 @@ class DiSa(PromptSRC):
 
 
 @dataclass
-class DiSaExplainCache:
+class DiSaExplainCache(ExplainCache):
     """One image's frozen patch embeddings, text features and full-image predictions, so a new
     class, ratio, pool or seed only re-draws the mask and runs the two masked image forwards."""
 
@@ -233,6 +233,11 @@ class DiSaExplainCache:
     teacher: Tensor  # (C, D) ĝ_o, the saliency queries
     prompted_full: Tensor  # (C,) softmax(s f̂_p ĝ_pᵀ)
     frozen_full: Tensor  # (C,) softmax(s f̂_o ĝ_oᵀ)
+
+    @property
+    def probabilities(self) -> Tensor:
+        """(C,) DiSa's prediction on the full image, softmax(s f̂_p ĝ_pᵀ)."""
+        return self.prompted_full
 
     @torch.no_grad()
     def explain(self, class_index: int | None = None, ratio: float | None = None,

@@ -29,7 +29,7 @@ from vlp_core.backbone import (
     prompt_token_ids,
 )
 from vlp_core.choices import check_choice
-from vlp_core.methods.base import PromptMethod, readable
+from vlp_core.methods.base import Explainable, ExplainCache, PromptMethod, readable
 from vlp_core.methods.ood import gl_mcm, l_mcm, mcm
 from vlp_core.methods.registry import register
 from vlp_core.methods.topk import (
@@ -93,7 +93,7 @@ def gallop_ood_scores(global_sims: Tensor, local_sims: Tensor, temperature: floa
 
 
 @dataclass
-class GalLoPExplainCache:
+class GalLoPExplainCache(ExplainCache):
     """Everything `explain` needs about one image, so a new k or class re-thresholds without an
     encoder pass: its cosines with every (class, prompt) text feature of the current class list."""
 
@@ -102,6 +102,14 @@ class GalLoPExplainCache:
     scale: float  # s
     grid: tuple[int, int]  # patch grid (rows, columns), rows * columns = P
     default_ks: tuple[int, ...]  # the method's k_n
+
+    @property
+    def probabilities(self) -> Tensor:
+        """(C,) GalLoP's prediction on the full image: softmax of the combined logits at the method's ks."""
+        local = self.local_sims[None]
+        ks = clip_ks(self.default_ks, local.shape[-1], local.shape[1])
+        logits = gallop_logits(self.global_sims[None], topk_local_scores(local, ks), self.scale)["combined"]
+        return torch.softmax(logits[0], dim=-1)
 
     def explain(self, class_index: int, ks: int | Sequence[int] | None = None) -> dict:
         """Local-prompt maps and selections for one class, and the logits of every class.
@@ -135,7 +143,7 @@ class GalLoPExplainCache:
 
 
 @register
-class GalLoP(PromptMethod):
+class GalLoP(PromptMethod, Explainable):
     """Global and local prompts over a frozen CLIP (ViT image tower)."""
 
     name = "gallop"
