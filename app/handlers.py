@@ -75,7 +75,7 @@ class Session:
         """The session itself: a session is a value (an image and class list, and what they
         determine; `pictures` only memoises drawings of it), so gradio's per-user copy of the
         landing session can share it. A copy would copy the whole CLIP its DiSa cache refers to
-        (0.16 s and the model's memory per page load), running torch outside the compute thread."""
+        (time and the model's memory per page load), running torch outside the compute thread."""
         return self
 
 

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: make the `app` and `scripts` packages importable
     sys.path.insert(0, str(ROOT))
 
-from app import handlers, ui  # noqa: E402
+from app import handlers, ui, views, wiring  # noqa: E402
 from app.attribution import attribution_view  # noqa: E402
 from app.compute import COMPUTE, on_threads  # noqa: E402
 from app.handlers import DEFAULT_CLASSES, PREDICTED  # noqa: E402
@@ -62,8 +62,8 @@ SLIDER_STEPS = (
 )
 # Steps and class lists are waited for by a MutationObserver (plus image load events), so the page
 # does no work of its own while the server computes: polling the page's text on every animation frame
-# costs headless chromium most of a core (measured: 0.65 s of CPU during a 1 s class-list event),
-# which it takes from the server on a 2-core machine, and a person's browser does no such polling.
+# costs headless chromium most of a core, which it takes from the server on a 2-core machine, and a
+# person's browser does no such polling.
 STEP_JS = """async ([label, value, target]) => {
   const slider = document.querySelector(`input[type=range][aria-label="range slider for ${label}"]`);
   const output = document.getElementById(target);
@@ -141,16 +141,16 @@ def handler_timings(models, session, repeats: int) -> None:
     cases: dict[str, Callable[[int], object]] = {
         "new image (encode, all methods)": lambda i: handlers.load_sample(models, keys[i % len(keys)], text),
         "DiSa sliders: handler": lambda i: handlers.disa_view(models, session, PREDICTED, ratios[i], 0.9, i),
-        "DiSa ρ/γ/seed: handler + picture": lambda i: ui.disa_mask_outputs(models, session, PREDICTED, ratios[i], 0.9, i),
+        "DiSa ρ/γ/seed: handler + picture": lambda i: views.disa_mask_outputs(models, session, PREDICTED, ratios[i], 0.9, i),
         "GalLoP top-k: handler": lambda i: handlers.gallop_view(session, PREDICTED, 1 + i % patches),
-        "GalLoP top-k: handler + pictures": lambda i: ui.gallop_outputs(session, PREDICTED, True, 1 + i % patches),
-        "OOD threshold: handler + histogram": lambda i: ui.ood_outputs(session, "GL-MCM", 1.0, 1 + i / n),
-        "predictions top-k: handler": lambda i: ui.prediction_labels(models, session, 1 + i % 10),
+        "GalLoP top-k: handler + pictures": lambda i: views.gallop_outputs(session, PREDICTED, True, 1 + i % patches),
+        "OOD threshold: handler + histogram": lambda i: views.ood_outputs(session, "GL-MCM", 1.0, 1 + i / n),
+        "predictions top-k: handler": lambda i: views.prediction_labels(models, session, 1 + i % 10),
         "attribution, integrated gradients (16)": lambda i: attribution_view(
             models, session, "disa", PREDICTED, "integrated_gradients", 16),
         "attribution, Grad-CAM": lambda i: attribution_view(models, session, "disa", PREDICTED, "gradcam"),
     }
-    threads = ui.view_threads()  # what the server redraws views with (new images and class lists: every core)
+    threads = wiring.view_threads()  # what the server redraws views with (new images and class lists: every core)
     for name, call in cases.items():
         heavy = "attribution" in name or "encode" in name
         report(name, timings(partial(on_threads, None if heavy else threads, call), max(5, n // 5) if heavy else n))

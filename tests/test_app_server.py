@@ -139,16 +139,16 @@ def _new_user_session(app_server):
 
 
 def test_events_run_on_the_compute_thread(app_server, monkeypatch):
-    from app import ui
+    from app import views
     from app.compute import COMPUTE
 
-    threads, real = [], ui.disa_view
+    threads, real = [], views.disa_view
 
     def recording(*args, **kwargs):
         threads.append(threading.get_ident())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ui, "disa_view", recording)
+    monkeypatch.setattr(views, "disa_view", recording)
     _, summary, _ = _event(app_server, "disa_mask")(_new_user_session(app_server), "(predicted class)", 0.5, 1.0, 0)
     assert "Masked **32** of 64 patches" in summary
     assert threads == [COMPUTE.run(threading.get_ident)] and threads[0] != threading.get_ident()

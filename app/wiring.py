@@ -1,0 +1,173 @@
+"""Wiring: which event runs which view and fills which widgets.
+
+Every event runs on the one compute thread (`app.compute`), so a handler costs in the server what
+it costs alone. Live views (sliders and pickers) answer outside gradio's queue, in one request per
+step; new images, class lists and attributions go through the queue, which carries their progress.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+import gradio as gr
+import torch
+
+from app import render, views
+from app.compute import COMPUTE
+from app.handlers import Outcome, Session, change_classes, load_sample, load_upload
+from app.inputs import sample_classes
+from app.layout import ATTRIBUTION_HINT, Layout
+from app.models import AppModels
+from app.summaries import escape, status_text
+
+PROGRESS_EVERY = 0.25  # seconds between two progress reports while class names are encoded
+
+
+@dataclass
+class View:
+    """A live view: `fn(session, *controls) -> outputs` runs again whenever a control moves, or
+    for a move of one of `light_controls`, `light_fn(session, *controls) -> light_outputs`, the
+    outputs such a move changes (the others are neither drawn, sent nor rendered again)."""
+
+    fn: Callable
+    controls: list
+    outputs: list
+    api_name: str | None
+    light_controls: list = field(default_factory=list)
+    light_fn: Callable | None = None
+    light_outputs: list = field(default_factory=list)
+    light_api_name: str | None = None
+
+    def wire(self, state: gr.State, threads: int | None = None, **options) -> None:
+        """Listen to the controls' input events; each runs with `threads` torch threads."""
+        inputs = [state, *self.controls]
+        heavy = [control.input for control in self.controls if control not in self.light_controls]
+        if heavy:
+            gr.on(heavy, COMPUTE.wrap(self.fn, threads), inputs, self.outputs, api_name=self.api_name, **options)
+        if self.light_controls:
+            gr.on([control.input for control in self.light_controls], COMPUTE.wrap(self.light_fn, threads), inputs,
+                  self.light_outputs, api_name=self.light_api_name, **options)
+
+
+def view_threads() -> int:
+    """torch threads for redrawing views: all but one core (at least one). A view redraws one image,
+    too little work to share out, and the browser, on the same machine for most users, renders the
+    page meanwhile: with every core computing, torch's threads wait for each other
+    (docs/performance.md)."""
+    return max(1, torch.get_num_threads() - 1)
+
+
+def progress_reporter(progress: gr.Progress, every: float = PROGRESS_EVERY) -> Callable[[int, int], None]:
+    """The handlers' (done, total) progress reports on a gradio progress bar, at most one per
+    `every` seconds (and the last): each report is a message the page processes on its main
+    thread, so a report per template (60 per class list) had a browser on the same cores take CPU
+    time from the encoding it reports on."""
+    last = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= every or done == total:
+            last = now
+            progress(done / total, desc=f"Encoding the class names: template {done} of {total}")
+    return report
+
+
+def wire(models: AppModels, demo: gr.Blocks, page: Layout, sample_keys: list[str]) -> None:
+    """Every event of `page`, built inside `demo` (and wired inside it too)."""
+    disa = View(partial(views.disa_outputs, models), page.disa.controls, page.disa.outputs, "disa",
+                page.disa.controls[1:], partial(views.disa_mask_outputs, models), page.disa.outputs[1:], "disa_mask")
+    gallop = View(views.gallop_outputs, page.gallop.controls, page.gallop.outputs, "gallop")
+    ood = View(views.ood_outputs, page.ood.controls, page.ood.outputs, "ood")
+    predictions = View(partial(views.prediction_outputs, models), page.predictions.controls,
+                       page.predictions.outputs, None, page.predictions.controls,
+                       partial(views.prediction_labels, models), page.predictions.outputs[:-1], "predictions")
+    attribution = View(partial(views.attribution_outputs, models), page.attribution.controls,
+                       page.attribution.outputs, "attribution")
+    live_views = [disa, gallop, ood, predictions]
+    show = _refresh(page.state, live_views, attribution)
+    _wire_inputs(models, sample_keys, page, show)
+    # views answer outside gradio's queue: one request instead of a join and an event stream, and
+    # two status updates instead of four, each of which makes the page resync every component an
+    # event ever touched (docs/performance.md)
+    for view in live_views:
+        view.wire(page.state, view_threads(), trigger_mode="always_last", show_progress="hidden", queue=False)
+    page.attribute.click(COMPUTE.wrap(attribution.fn), [page.state, *attribution.controls], attribution.outputs,
+                         api_name="attribution")
+    demo.load(**show)
+
+
+def _refresh(state: gr.State, live_views: list[View], attribution: View) -> dict:
+    """Event arguments that redraw every live view of the session and clear the stale attribution."""
+    def refresh(session: Session | None, *values) -> tuple:
+        outputs, start = [], 0
+        for view in live_views:
+            result = view.fn(session, *values[start:start + len(view.controls)])
+            outputs += result if isinstance(result, tuple) else (result,)
+            start += len(view.controls)
+        return (*outputs, None, ATTRIBUTION_HINT)
+
+    return {"fn": COMPUTE.wrap(refresh, view_threads()),
+            "inputs": [state, *[c for view in live_views for c in view.controls]],
+            "outputs": [*[o for view in live_views for o in view.outputs], *attribution.outputs],
+            "api_visibility": "private", "show_progress": "hidden", "queue": False}
+
+
+def _loaded(page: Layout) -> list:
+    """The widgets a new session updates, in the order `_after_load` returns their values."""
+    return [page.state, page.status, page.preview, *page.class_dropdowns, page.classes, page.sample, page.upload]
+
+
+def _after_load(models: AppModels, outcome: Outcome, old: Session | None, classes=gr.skip(), sample=gr.skip(),
+                upload=gr.skip(), rejected_upload=gr.skip(), new_image: bool = True) -> tuple:
+    """The values of `_loaded(page)`: the new session (and the given classes text, sample name and
+    file box; its image unless only the class list changed), or the old session, the reason as a
+    warning and `rejected_upload`."""
+    if outcome.session is None:
+        gr.Warning(outcome.message)
+        return old, f"**Not loaded:** {escape(outcome.message)}", *[gr.skip()] * 6, rejected_upload
+    new = outcome.session
+    preview = views.encoded(render.upscale(new.pixels, models.grid)) if new_image else gr.skip()
+    return (new, status_text(models, new), preview, *[views.class_choices(new)] * 3, classes, sample, upload)
+
+
+def _wire_inputs(models: AppModels, keys: list[str], page: Layout, show: dict) -> None:
+    """New image (sample name, gallery click, upload) or class list -> new session -> every view.
+
+    A sample brings its suite's class list (unless the user keeps their own) and empties the file
+    box; an upload keeps the class list and clears the sample name; a rejected upload is removed
+    from the file box."""
+
+    @COMPUTE.wrap
+    def on_sample(key: str, text: str, keep: bool, old: Session | None, progress=gr.Progress()) -> tuple:
+        text = text if keep else ", ".join(sample_classes(key))
+        outcome = load_sample(models, key, text, progress_reporter(progress))
+        return _after_load(models, outcome, old, classes=gr.skip() if keep else text, upload=None)
+
+    @COMPUTE.wrap
+    def on_upload(path: str | None, text: str, old: Session | None, progress=gr.Progress()) -> tuple:
+        outcome = load_upload(models, path, text, progress_reporter(progress))
+        return _after_load(models, outcome, old, sample=None, rejected_upload=None)
+
+    @COMPUTE.wrap
+    def on_classes(old: Session | None, text: str, progress=gr.Progress()) -> tuple:
+        outcome = change_classes(models, old, text, progress_reporter(progress))
+        return _after_load(models, outcome, old, new_image=False)
+
+    def on_gallery(evt: gr.SelectData) -> str:
+        return keys[evt.index]
+
+    # progress as text on the status line, not gradio's animated indicator, which takes the
+    # browser's CPU time from the encoding it reports on (docs/performance.md)
+    outputs, on_status = _loaded(page), {"show_progress_on": [page.status], "show_progress": "minimal"}
+    sample_inputs = [page.sample, page.classes, page.keep_own, page.state]
+    page.sample.input(on_sample, sample_inputs, outputs, api_name="load_sample", **on_status).then(**show)
+    page.gallery.select(on_gallery, None, page.sample, api_visibility="private").then(
+        on_sample, sample_inputs, outputs, api_visibility="private", **on_status).then(**show)
+    page.upload.upload(on_upload, [page.upload, page.classes, page.state], outputs, api_name="upload",
+                       **on_status).then(**show)
+    gr.on([page.apply.click, page.classes.submit], on_classes, [page.state, page.classes], outputs,
+          api_name="set_classes", **on_status).then(**show)
