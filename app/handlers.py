@@ -90,13 +90,15 @@ class Outcome:
 def encode(models: AppModels, image: ImageInput, classes: ClassList, progress: Progress | None = None) -> Session:
     """Run every encoder pass an image and class list need, once, and cache the results.
 
-    The frozen text features every method asks for (zero-shot's template and the 60-template
-    ensemble of PromptSRC's and DiSa's teacher) are encoded first, the templates with as many
+    The frozen text features every method asks for (zero-shot's template, the 60-template ensemble
+    of PromptSRC's and DiSa's teacher, and GalLoP's initial prompt as frozen text, its zero-shot
+    counterpart) are encoded first, the templates with as many
     tokens before the name together, over all names that no earlier class list had, reporting
     `progress`; each method's own prompted text then runs once, its prompt prefix shared by every
     class.
     """
-    templates = tuple(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES)))
+    templates = tuple(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES,
+                                     models.methods["gallop"].zero_shot_template)))
     model_input = models.bundle.preprocess(Image.fromarray(image.pixels))[None]
     with models.lock, torch.no_grad():
         models.frozen_text.warm([readable(name) for name in classes.names], templates, progress)

@@ -356,7 +356,8 @@ def test_a_new_class_list_encodes_each_text_once(models, session, monkeypatch):
     finally:
         hook.remove()
     trained_text_passes = 5  # CoOp, IVLP, PromptSRC, DiSa, GalLoP (all its prompts in one pass)
-    templates = list(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES)))
+    templates = list(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES,
+                                    models.methods["gallop"].zero_shot_template)))
     heads = [len(models.bundle.tokenizer.encode(template.partition("{}")[0])) for template in templates]
     groups = list(dict.fromkeys(heads))
     assert first == len(groups) + trained_text_passes

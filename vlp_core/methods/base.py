@@ -183,6 +183,13 @@ class PromptMethod(nn.Module, ABC):
         """ID-ness scores (B,) by name (higher = in-distribution); here MCM on the cosines."""
         return {"mcm": mcm(self.logits(images) / self.logit_scale)}
 
+    def text_contexts(self) -> dict[str, Tensor]:
+        """The learned context vectors that stand in for words at the text encoder's input, by name
+        -> each (n_ctx, Dt) (none here). CoOp's interpretation reads each as its nearest words in
+        the vocabulary (`vlp_core.methods.interpret.nearest_words`); deeper layers' prompts are not
+        in the token-embedding space and are not listed."""
+        return {}
+
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """Only the learned tensors, detached, for checkpoints."""
         return {k: v.detach().clone() for k, v in self.state_dict().items()}
@@ -205,6 +212,12 @@ class ExplainCache(ABC):
     def explain(self, class_index: int | None = None, *settings) -> dict:
         """What the method looks at for class `class_index`, under the method's own settings
         (DiSa: mask ratio, pool and seed; GalLoP: top-k per local prompt)."""
+
+    @abstractmethod
+    def zero_shot_vs_learned(self, class_index: int) -> dict:
+        """What prompt learning changed in the method's patch map of one class: "zero_shot" (P,)
+        the map frozen CLIP gives, "learned" (P,) the map with the learned prompts, "difference"
+        (P,) learned - zero_shot, and "values", what the maps hold ("saliency" or "cosine")."""
 
 
 class Explainable(ABC):

@@ -208,11 +208,14 @@ class DiSa(PromptSRC, Explainable):
         if image.shape[0] != 1:
             raise ValueError(f"explain takes one image (1, 3, S, S), got {tuple(image.shape)}")
         scale, image = self.logit_scale, image.to(self.device)
-        teacher, text = self.teacher_text, self.text_features()
-        frozen = encode_image_prompted(self.clip.model, image, patches=True, tokens=self.image_tokens(image))
+        teacher, text, tokens = self.teacher_text, self.text_features(), self.image_tokens(image)
+        frozen = encode_image_prompted(self.clip.model, image, patches=True, tokens=tokens)
+        prompted = encode_image_prompted(self.clip.model, image, self.vision_ctx, self.vision_deep, patches=True,
+                                         tokens=tokens)
         return DiSaExplainCache(
-            method=self, image=image, frozen_patches=frozen.patches, text=text, teacher=teacher,
-            prompted_full=torch.softmax(scale * self.image_features(image) @ text.T, dim=-1)[0],
+            method=self, image=image, frozen_patches=frozen.patches, prompted_patches=prompted.patches, text=text,
+            teacher=teacher,
+            prompted_full=torch.softmax(scale * F.normalize(prompted.pooled, dim=-1) @ text.T, dim=-1)[0],
             frozen_full=torch.softmax(scale * F.normalize(frozen.pooled, dim=-1) @ teacher.T, dim=-1)[0])
 
     def explain(self, image: Tensor, class_index: int | None = None, ratio: float | None = None,
@@ -229,6 +232,7 @@ class DiSaExplainCache(ExplainCache):
     method: DiSa
     image: Tensor  # (1, 3, S, S)
     frozen_patches: Tensor  # (1, P, D), the saliency keys
+    prompted_patches: Tensor  # (1, P, D), the same from DiSa's prompted image tower
     text: Tensor  # (C, D) ĝ_p
     teacher: Tensor  # (C, D) ĝ_o, the saliency queries
     prompted_full: Tensor  # (C,) softmax(s f̂_p ĝ_pᵀ)
@@ -238,6 +242,16 @@ class DiSaExplainCache(ExplainCache):
     def probabilities(self) -> Tensor:
         """(C,) DiSa's prediction on the full image, softmax(s f̂_p ĝ_pᵀ)."""
         return self.prompted_full
+
+    def zero_shot_vs_learned(self, class_index: int) -> dict:
+        """The saliency of class `class_index` as DiSa's mask reads it, from frozen CLIP (frozen
+        patch embeddings × the frozen ensemble ĝ_o), and as the learned prompts would give it
+        (prompted patch embeddings × the prompted text ĝ_p), both softmax_p(cos / τ): "zero_shot"
+        and "learned" (P,) summing to 1, "difference" (P,) learned - zero_shot summing to 0."""
+        tau = self.method.config.saliency_tau
+        zero_shot = patch_saliency(self.frozen_patches, self.teacher[[class_index]], tau)[0]
+        learned = patch_saliency(self.prompted_patches, self.text[[class_index]], tau)[0]
+        return {"zero_shot": zero_shot, "learned": learned, "difference": learned - zero_shot, "values": "saliency"}
 
     @torch.no_grad()
     def explain(self, class_index: int | None = None, ratio: float | None = None,
