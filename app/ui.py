@@ -10,14 +10,14 @@ from __future__ import annotations
 import gradio as gr
 
 from app import render
-from app.handlers import Session, landing_sample, load_sample, threshold_keeping
-from app.inputs import read_sample, sample_classes, sample_keys, thumbnail_caption
+from app.handlers import landing_sample, load_sample
+from app.inputs import read_sample, sample_caption, sample_classes, sample_keys, thumbnail_caption
 from app.layout import build_layout
 from app.models import AppModels
+from app.ood import default_threshold
 from app.wiring import wire
 
-KEPT_ID_SHARE = 0.95  # the default OOD threshold keeps this share of the default suite's ID images
-OOD_THRESHOLD = 1.15  # default threshold (× chance level) when there is no reference to set it from
+OOD_THRESHOLD = 1.15  # the OOD threshold (× chance level) the view opens with when there is no reference
 
 
 def build_app(models: AppModels) -> gr.Blocks:
@@ -28,15 +28,8 @@ def build_app(models: AppModels) -> gr.Blocks:
     first = load_sample(models, landing, ", ".join(sample_classes(landing))).session
     samples = [(render.upscale(read_sample(key, models.bundle.image_size).pixels, models.grid),
                 thumbnail_caption(key)) for key in keys]
+    threshold = default_threshold(first, "GL-MCM", 1.0) or OOD_THRESHOLD
     with gr.Blocks(title="VLP Lab") as demo:
-        page = build_layout(models, first, samples, keys, _default_threshold(first))
+        page = build_layout(models, first, samples, [(sample_caption(key), key) for key in keys], threshold)
         wire(models, demo, page, keys)
     return demo
-
-
-def _default_threshold(session: Session) -> float:
-    """The OOD threshold (× chance level) the view opens with: the one that keeps KEPT_ID_SHARE of
-    the landing suite's ID test images under GL-MCM at T = 1 (OOD_THRESHOLD without a reference)."""
-    if session.reference is None or session.reference.id_sims is None:
-        return OOD_THRESHOLD
-    return min(max(threshold_keeping(session.reference, "GL-MCM", 1.0, KEPT_ID_SHARE, len(session.classes)), 1), 4)

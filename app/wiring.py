@@ -2,7 +2,8 @@
 
 Every event runs on the one compute thread (`app.compute`), so a handler costs in the server what
 it costs alone. Live views (sliders and pickers) answer outside gradio's queue, in one request per
-step; new images, class lists and attributions go through the queue, which carries their progress.
+step; new images, class lists and attributions go through the queue, which carries their progress
+(shown beside the *Apply classes* button while the views are marked stale).
 """
 
 from __future__ import annotations
@@ -16,14 +17,26 @@ import gradio as gr
 import torch
 
 from app import render, views
+from app.attribution import KINDS
 from app.compute import COMPUTE
 from app.handlers import Outcome, Session, change_classes, load_sample, load_upload
 from app.inputs import sample_classes
-from app.layout import ATTRIBUTION_HINT, Layout
+from app.layout import (
+    ATTRIBUTION_HINT,
+    K_ALL_LABEL,
+    K_ALL_OFF,
+    K_EACH_OFF,
+    MARK_FRESH,
+    MARK_STALE,
+    STEPS_LABEL,
+    STEPS_OFF,
+    Layout,
+)
 from app.models import AppModels
 from app.summaries import escape, status_text
 
 PROGRESS_EVERY = 0.25  # seconds between two progress reports while class names are encoded
+APPLY, APPLYING = "Apply classes", "Encoding the classes…"
 
 
 @dataclass
@@ -76,62 +89,96 @@ def progress_reporter(progress: gr.Progress, every: float = PROGRESS_EVERY) -> C
     return report
 
 
+def live_views(models: AppModels, page: Layout) -> list[View]:
+    """The views that redraw when a control moves, and after every new image or class list."""
+    return [
+        View(partial(views.disa_outputs, models), page.disa.controls, page.disa.outputs, "disa",
+             page.disa.controls[1:], partial(views.disa_mask_outputs, models), page.disa.outputs[1:], "disa_mask"),
+        View(views.gallop_outputs, page.gallop.controls, page.gallop.outputs, "gallop"),
+        View(views.ood_outputs_at_default, page.ood.controls, [*page.ood.outputs, page.ood.controls[2]], "ood_score",
+             page.ood.controls[2:], views.ood_outputs, page.ood.outputs, "ood"),
+        View(partial(views.prediction_outputs, models), page.predictions.controls, page.predictions.outputs, None,
+             page.predictions.controls, partial(views.prediction_labels, models), page.method_labels, "predictions"),
+        View(partial(views.learned_outputs, models), page.learned.controls, page.learned.outputs, "learned",
+             page.learned.controls[1:], partial(views.learned_words_outputs, models), page.learned.outputs[-1:],
+             "learned_words"),
+    ]
+
+
 def wire(models: AppModels, demo: gr.Blocks, page: Layout, sample_keys: list[str]) -> None:
     """Every event of `page`, built inside `demo` (and wired inside it too)."""
-    disa = View(partial(views.disa_outputs, models), page.disa.controls, page.disa.outputs, "disa",
-                page.disa.controls[1:], partial(views.disa_mask_outputs, models), page.disa.outputs[1:], "disa_mask")
-    gallop = View(views.gallop_outputs, page.gallop.controls, page.gallop.outputs, "gallop")
-    ood = View(views.ood_outputs, page.ood.controls, page.ood.outputs, "ood")
-    predictions = View(partial(views.prediction_outputs, models), page.predictions.controls,
-                       page.predictions.outputs, None, page.predictions.controls,
-                       partial(views.prediction_labels, models), page.predictions.outputs[:-1], "predictions")
+    shown = live_views(models, page)
     attribution = View(partial(views.attribution_outputs, models), page.attribution.controls,
                        page.attribution.outputs, "attribution")
-    live_views = [disa, gallop, ood, predictions]
-    show = _refresh(page.state, live_views, attribution)
+    show = _refresh(page.state, shown, attribution)
     _wire_inputs(models, sample_keys, page, show)
     # views answer outside gradio's queue: one request instead of a join and an event stream, and
     # two status updates instead of four, each of which makes the page resync every component an
     # event ever touched (docs/performance.md)
-    for view in live_views:
+    for view in shown:
         view.wire(page.state, view_threads(), trigger_mode="always_last", show_progress="hidden", queue=False)
     page.attribute.click(COMPUTE.wrap(attribution.fn), [page.state, *attribution.controls], attribution.outputs,
                          api_name="attribution")
+    _wire_controls_that_switch_others_off(page)
     demo.load(**show)
 
 
-def _refresh(state: gr.State, live_views: list[View], attribution: View) -> dict:
+def _wire_controls_that_switch_others_off(page: Layout) -> None:
+    """*Same k* switches the per-prompt k sliders off (and the shared one on), Grad-CAM the
+    integration steps; a control that cannot act is disabled and says why in its label."""
+    same_k, k_all, *k_each = page.gallop.controls[1:]
+    kind, steps = page.attribution.controls[2:]
+
+    def on_same_k(same: bool) -> list:
+        return [gr.Slider(label=K_ALL_LABEL if same else K_ALL_OFF, interactive=same),
+                *[gr.Slider(label=K_EACH_OFF.format(n=n + 1) if same else f"k{n + 1}", interactive=not same)
+                  for n in range(len(k_each))]]
+
+    def on_kind(choice: str) -> gr.Slider:
+        gradients = KINDS.get(choice, choice) == "integrated_gradients"
+        return gr.Slider(label=STEPS_LABEL if gradients else STEPS_OFF, interactive=gradients)
+
+    quick = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+    same_k.input(on_same_k, same_k, [k_all, *k_each], **quick)
+    kind.input(on_kind, kind, steps, **quick)
+
+
+def _refresh(state: gr.State, shown: list[View], attribution: View) -> dict:
     """Event arguments that redraw every live view of the session and clear the stale attribution."""
     def refresh(session: Session | None, *values) -> tuple:
         outputs, start = [], 0
-        for view in live_views:
+        for view in shown:
             result = view.fn(session, *values[start:start + len(view.controls)])
             outputs += result if isinstance(result, tuple) else (result,)
             start += len(view.controls)
         return (*outputs, None, ATTRIBUTION_HINT)
 
     return {"fn": COMPUTE.wrap(refresh, view_threads()),
-            "inputs": [state, *[c for view in live_views for c in view.controls]],
-            "outputs": [*[o for view in live_views for o in view.outputs], *attribution.outputs],
+            "inputs": [state, *[c for view in shown for c in view.controls]],
+            "outputs": [*[o for view in shown for o in view.outputs], *attribution.outputs],
             "api_visibility": "private", "show_progress": "hidden", "queue": False}
 
 
 def _loaded(page: Layout) -> list:
     """The widgets a new session updates, in the order `_after_load` returns their values."""
-    return [page.state, page.status, page.preview, *page.class_dropdowns, page.classes, page.sample, page.upload]
+    return [page.state, page.status, page.progress, page.preview, *page.class_dropdowns, page.classes, page.sample,
+            page.upload]
 
 
-def _after_load(models: AppModels, outcome: Outcome, old: Session | None, classes=gr.skip(), sample=gr.skip(),
-                upload=gr.skip(), rejected_upload=gr.skip(), new_image: bool = True) -> tuple:
+def _after_load(models: AppModels, page: Layout, outcome: Outcome, old: Session | None, classes=gr.skip(),
+                sample=gr.skip(), upload=gr.skip(), rejected_upload=gr.skip(), new_image: bool = True) -> tuple:
     """The values of `_loaded(page)`: the new session (and the given classes text, sample name and
-    file box; its image unless only the class list changed), or the old session, the reason as a
-    warning and `rejected_upload`."""
+    file box; its image unless only the class list changed), or the old session with the reason
+    beside the *Apply* button and over its status, and `rejected_upload`."""
+    dropdowns = len(page.class_dropdowns)
     if outcome.session is None:
-        gr.Warning(outcome.message)
-        return old, f"**Not loaded:** {escape(outcome.message)}", *[gr.skip()] * 6, rejected_upload
+        reason = f"**Not loaded:** {escape(outcome.message)}"
+        status = reason if old is None else f"{reason}\n\n{status_text(models, old)}"
+        return old, status, reason, *[gr.skip()] * (dropdowns + 3), rejected_upload
     new = outcome.session
     preview = views.encoded(render.upscale(new.pixels, models.grid)) if new_image else gr.skip()
-    return (new, status_text(models, new), preview, *[views.class_choices(new)] * 3, classes, sample, upload)
+    return (new, status_text(models, new), "", preview, *[views.class_choices(models, new)] * dropdowns, classes,
+            sample, upload)
 
 
 def _wire_inputs(models: AppModels, keys: list[str], page: Layout, show: dict) -> None:
@@ -139,35 +186,51 @@ def _wire_inputs(models: AppModels, keys: list[str], page: Layout, show: dict) -
 
     A sample brings its suite's class list (unless the user keeps their own) and empties the file
     box; an upload keeps the class list and clears the sample name; a rejected upload is removed
-    from the file box."""
+    from the file box. While one is encoded the views are marked stale, the progress shows beside
+    the *Apply* button and the button says it is busy."""
 
     @COMPUTE.wrap
     def on_sample(key: str, text: str, keep: bool, old: Session | None, progress=gr.Progress()) -> tuple:
         text = text if keep else ", ".join(sample_classes(key))
         outcome = load_sample(models, key, text, progress_reporter(progress))
-        return _after_load(models, outcome, old, classes=gr.skip() if keep else text, upload=None)
+        return _after_load(models, page, outcome, old, classes=gr.skip() if keep else text, upload=None)
 
     @COMPUTE.wrap
     def on_upload(path: str | None, text: str, old: Session | None, progress=gr.Progress()) -> tuple:
         outcome = load_upload(models, path, text, progress_reporter(progress))
-        return _after_load(models, outcome, old, sample=None, rejected_upload=None)
+        return _after_load(models, page, outcome, old, sample=None, rejected_upload=None)
 
     @COMPUTE.wrap
     def on_classes(old: Session | None, text: str, progress=gr.Progress()) -> tuple:
         outcome = change_classes(models, old, text, progress_reporter(progress))
-        return _after_load(models, outcome, old, new_image=False)
+        return _after_load(models, page, outcome, old, new_image=False)
 
     def on_gallery(evt: gr.SelectData) -> str:
         return keys[evt.index]
 
-    # progress as text on the status line, not gradio's animated indicator, which takes the
+    def busy() -> gr.Button:
+        return gr.Button(APPLYING, interactive=False)
+
+    def ready() -> gr.Button:
+        return gr.Button(APPLY, interactive=True)
+
+    # progress as text beside the button, not gradio's animated indicator, which takes the
     # browser's CPU time from the encoding it reports on (docs/performance.md)
-    outputs, on_status = _loaded(page), {"show_progress_on": [page.status], "show_progress": "minimal"}
+    outputs, on_progress = _loaded(page), {"show_progress_on": [page.progress], "show_progress": "minimal"}
+    quick = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
     sample_inputs = [page.sample, page.classes, page.keep_own, page.state]
-    page.sample.input(on_sample, sample_inputs, outputs, api_name="load_sample", **on_status).then(**show)
-    page.gallery.select(on_gallery, None, page.sample, api_visibility="private").then(
-        on_sample, sample_inputs, outputs, api_visibility="private", **on_status).then(**show)
-    page.upload.upload(on_upload, [page.upload, page.classes, page.state], outputs, api_name="upload",
-                       **on_status).then(**show)
-    gr.on([page.apply.click, page.classes.submit], on_classes, [page.state, page.classes], outputs,
-          api_name="set_classes", **on_status).then(**show)
+
+    def start(triggers: list, first: Callable | None = None, inputs=None, output=None):
+        """The first step of an input event: mark the views stale (and set the button busy)."""
+        return gr.on(triggers, first or busy, inputs, output or page.apply, js=MARK_STALE, **quick)
+
+    def finish(event) -> None:
+        event.then(**show).then(ready, None, page.apply, js=MARK_FRESH, **quick)
+
+    finish(start([page.sample.input]).then(on_sample, sample_inputs, outputs, api_name="load_sample", **on_progress))
+    finish(start([page.gallery.select], on_gallery, None, page.sample).then(busy, None, page.apply, **quick).then(
+        on_sample, sample_inputs, outputs, api_visibility="private", **on_progress))
+    finish(start([page.upload.upload]).then(on_upload, [page.upload, page.classes, page.state], outputs,
+                                            api_name="upload", **on_progress))
+    finish(start([page.apply.click, page.classes.submit]).then(on_classes, [page.state, page.classes], outputs,
+                                                               api_name="set_classes", **on_progress))

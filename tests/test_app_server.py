@@ -33,15 +33,16 @@ def test_serves_locally_without_a_share_link(app_server):
 def test_views_answer_outside_the_queue_and_no_run_history_is_kept(app_server):
     config = app_server.get_config_file()
     queued = {dep["api_name"]: dep["queue"] for dep in config["dependencies"]}
-    assert not any(queued[name] for name in ("disa", "disa_mask", "gallop", "ood", "predictions"))
+    assert not any(queued[name] for name in ("disa", "disa_mask", "gallop", "ood", "ood_score", "predictions",
+                                             "learned", "learned_words"))
     assert all(queued[name] is not False for name in ("load_sample", "upload", "set_classes", "attribution"))
     assert config["run_history"] is False
 
 
 def test_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/load_sample", "/upload", "/set_classes", "/disa", "/disa_mask", "/gallop", "/ood", "/predictions",
-            "/attribution"} <= set(endpoints)
+    assert {"/load_sample", "/upload", "/set_classes", "/disa", "/disa_mask", "/gallop", "/ood", "/ood_score",
+            "/predictions", "/learned", "/learned_words", "/attribution"} <= set(endpoints)
 
 
 def test_sliders_on_the_default_image(client):
@@ -49,9 +50,11 @@ def test_sliders_on_the_default_image(client):
     assert "Masked **32** of 64 patches" in summary and "How far to trust the saliency" in summary
     assert "test images, DiSa's saliency for the true class points at the object" in summary
     assert table["headers"][0] == "class" and len(table["data"]) == 8 and table["data"][0][1].endswith(" %")
-    verdict, histogram = client.predict("MCM", 1.0, 3.0, api_name="/ood")
+    verdict, histogram, roc = client.predict("MCM", 1.0, 3.0, api_name="/ood")
     assert "out-of-distribution" in verdict  # 3x chance is out of reach for near-uniform cosines
-    assert "`shapes` test images (ID)" in verdict and histogram is not None
+    assert "`shapes` test images (ID: the TPR)" in verdict and histogram is not None and roc is not None
+    verdict, _, _, threshold = client.predict("GL-MCM", 1.0, 3.0, api_name="/ood_score")  # back to 95 % TPR
+    assert threshold < 3.0 and "**95.0 %** of 100 `shapes` test images (ID: the TPR)" in verdict
     maps, global_head, local_head, combined, text = client.predict(
         "square", True, 6, 5, 10, 15, 20, api_name="/gallop")
     assert [item["caption"] for item in maps] == [f"prompt {n} · k = 6" for n in range(1, 5)]
