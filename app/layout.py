@@ -102,6 +102,12 @@ class Layout:
         return [self.disa.controls[0], self.gallop.controls[0], self.learned.controls[0], self.attribution.controls[1]]
 
     @property
+    def panels(self) -> dict[str, Panel]:
+        """Every view's panel by the view's name (`app.export`'s)."""
+        return {"disa": self.disa, "gallop": self.gallop, "ood": self.ood, "predictions": self.predictions,
+                "learned": self.learned, "attribution": self.attribution}
+
+    @property
     def method_labels(self) -> list[gr.Label]:
         """The predictions tab's one label per method, titled with the method (and whether it is trained)."""
         return self.predictions.outputs[:-2]
@@ -162,8 +168,8 @@ def _export(name: str) -> tuple[gr.Button, gr.File]:
     """A view's export button and the files it makes (a PNG of the view and the Python that redraws it)."""
     with gr.Row():
         button = gr.Button(EXPORT_LABEL, size="sm", scale=0, min_width=260)
-        files = gr.File(label="Files", file_count="multiple", interactive=False, height=90,
-                        elem_id=f"{name}-export")
+        files = gr.File(label="The view as a PNG, and the Python that redraws it", file_count="multiple",
+                        interactive=False, visible=False, elem_id=f"{name}-export")
     return button, files
 
 
@@ -274,7 +280,8 @@ def _models_tab(models: AppModels) -> tuple[gr.Markdown, gr.Textbox, gr.Button]:
     text = gr.Markdown(describe_models(models))
     with gr.Row(equal_height=True):
         folder = gr.Textbox(str(models.prompts_dir or ""), label="Prompt checkpoints folder (one sub-folder per "
-                            "method; loading switches the prompts for everyone using this app)", scale=4)
+                            "method). Loading switches the prompts for everyone using this app; the others see "
+                            "them from their next image or class list.", scale=4)
         load = gr.Button("Load these prompts", scale=1)
     gr.Markdown(SWITCH_HELP)
     return text, folder, load

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from app.inputs import token_count
+from app.inputs import InputError, token_count
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures
 from vlp_core.data.tasks import PARTS, make_task
 from vlp_core.data.synthworld import get_suite, list_suites
@@ -106,12 +106,14 @@ class AppModels:
         return self.bundle.model.context_length - 2 - max(context_tokens, template_tokens)
 
 
-def load_models(bundle: ClipBundle, prompts_dir: str | Path | None) -> AppModels:
+def load_models(bundle: ClipBundle, prompts_dir: str | Path | None,
+                frozen_text: FrozenTextFeatures | None = None) -> AppModels:
     """All methods over `bundle`: trained prompts from `prompts_dir/<method>/` where they load,
     otherwise the method's initial prompts with a notice. Never trains, never raises for a
-    missing or unusable checkpoint."""
+    missing or unusable checkpoint. `frozen_text`: a cache of frozen text features to share
+    (default: a new one)."""
     prompts_dir = Path(prompts_dir) if prompts_dir is not None else None
-    frozen_text = FrozenTextFeatures(bundle.model, bundle.tokenizer, keep_per_name=True)
+    frozen_text = frozen_text or FrozenTextFeatures(bundle.model, bundle.tokenizer, keep_per_name=True)
     methods: dict[str, PromptMethod] = {}
     status: dict[str, str] = {}
     trained_on: dict[str, str] = {}
@@ -134,6 +136,24 @@ def load_models(bundle: ClipBundle, prompts_dir: str | Path | None) -> AppModels
 def _class_key(name: str) -> str:
     """How class names compare: as the methods read them (`readable`), ignoring case."""
     return readable(name).casefold()
+
+
+def switch_prompts(models: AppModels, folder: str | None) -> None:
+    """Load the prompt checkpoints of `folder` (one sub-folder per method) in place of the
+    current ones, for every user, keeping the CLIP and its frozen text features; what the old
+    prompts determined (the suites' reference measures, the nearest words) is computed anew on
+    first use. Raises InputError when `folder` is no folder."""
+    path = Path(folder or "").expanduser()
+    if not folder or not path.is_dir():
+        raise InputError(f"No folder {folder!r}: give a folder with one `vlp train` checkpoint folder per method "
+                         f"(e.g. {Path('assets') / 'prompts'}).")
+    fresh = load_models(models.bundle, path, models.frozen_text)
+    with models.lock:
+        for name in ("methods", "status", "trained_on", "trained_classes", "notices", "prompts_dir"):
+            setattr(models, name, getattr(fresh, name))
+        models.references.clear()
+        for cached in ("context_words", "local_context_cosines", "name_token_budget"):
+            models.__dict__.pop(cached, None)
 
 
 def describe_training(folder: Path, shown: int = 4) -> str:

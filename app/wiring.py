@@ -19,8 +19,9 @@ import torch
 from app import render, views
 from app.attribution import KINDS
 from app.compute import COMPUTE
+from app.export import export_view
 from app.handlers import Outcome, Session, change_classes, load_sample, load_upload
-from app.inputs import sample_classes
+from app.inputs import InputError, sample_classes
 from app.layout import (
     ATTRIBUTION_HINT,
     K_ALL_LABEL,
@@ -32,8 +33,8 @@ from app.layout import (
     STEPS_OFF,
     Layout,
 )
-from app.models import AppModels
-from app.summaries import escape, status_text
+from app.models import AppModels, switch_prompts
+from app.summaries import describe_models, escape, method_label, status_text, untrained_banner
 
 PROGRESS_EVERY = 0.25  # seconds between two progress reports while class names are encoded
 APPLY, APPLYING = "Apply classes", "Encoding the classes…"
@@ -120,7 +121,40 @@ def wire(models: AppModels, demo: gr.Blocks, page: Layout, sample_keys: list[str
     page.attribute.click(COMPUTE.wrap(attribution.fn), [page.state, *attribution.controls], attribution.outputs,
                          api_name="attribution")
     _wire_controls_that_switch_others_off(page)
+    _wire_exports(models, page)
+    _wire_prompts(models, page, show)
     demo.load(**show)
+
+
+def _wire_exports(models: AppModels, page: Layout) -> None:
+    """Each view's export button: the view's PNG and the Python that redraws it, at the controls' values."""
+    def export(view: str, session: Session | None, *controls) -> gr.File:
+        return gr.File(value=export_view(models, views.require(session), view, *controls), visible=True)
+
+    for name, panel in page.panels.items():
+        panel.export.click(COMPUTE.wrap(partial(export, name)), [page.state, *panel.controls], panel.files,
+                           api_name=f"export_{name}")
+
+
+def _wire_prompts(models: AppModels, page: Layout, show: dict) -> None:
+    """*Load these prompts*: the folder's checkpoints replace the loaded ones, then the user's image
+    is encoded again and every view, label and description redrawn."""
+    @COMPUTE.wrap
+    def on_prompts(folder: str, old: Session | None, text: str, progress=gr.Progress()) -> tuple:
+        try:
+            switch_prompts(models, folder)
+        except InputError as error:
+            outcome = Outcome(None, str(error))
+        else:
+            outcome = change_classes(models, old, text, progress_reporter(progress))
+        labels = [gr.Label(label=method_label(models, name)) for name in models.methods]
+        return (*_after_load(models, page, outcome, old, new_image=False), untrained_banner(models),
+                describe_models(models), *labels)
+
+    outputs = [*_loaded(page), page.banner, page.models_text, *page.method_labels]
+    page.load_prompts.click(on_prompts, [page.prompts_folder, page.state, page.classes], outputs,
+                            api_name="load_prompts", show_progress_on=[page.progress],
+                            show_progress="minimal").then(**show)
 
 
 def _wire_controls_that_switch_others_off(page: Layout) -> None:

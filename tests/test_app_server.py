@@ -1,12 +1,14 @@
 """The app served in-process on 127.0.0.1 and driven through its API with gradio_client."""
 
 import threading
+from pathlib import Path
 
 import gradio as gr
 import pytest
 from PIL import Image
 
 from app.handlers import DEFAULT_CLASSES
+from app.summaries import escape
 from app.main import parse_args
 from vlp_core.data.synthworld import get_suite
 
@@ -168,3 +170,28 @@ def test_new_users_share_the_landing_session_instead_of_copying_it(app_server, m
 
     monkeypatch.setattr(torch.Tensor, "__deepcopy__", refuse)
     assert _new_user_session(app_server) is _new_user_session(app_server)
+
+
+def test_a_view_downloads_as_a_png_with_its_python(client):
+    files = client.predict("(predicted class)", 0.3, 0.5, 0, api_name="/export_disa")
+    names = sorted(Path(file["path"] if isinstance(file, dict) else file).name for file in files["value"])
+    assert names == ["disa.png", "redraw_disa.py"]
+
+
+def test_switching_the_prompts_folder_without_a_restart(client, tmp_path):
+    from vlp_core.commands import main as vlp
+
+    status, *_ = client.predict(str(tmp_path / "missing"), api_name="/load_prompts")
+    assert "Not loaded:" in status and "No folder" in status
+    assert vlp(["train", "--method", "coop", "--model", "vlp-tiny", "--epochs", "1", "--shots", "1",
+                "--out", str(tmp_path / "coop"), "--quiet"]) == 0
+    try:
+        status, *outputs = client.predict(str(tmp_path), api_name="/load_prompts")
+        description = next(text for text in outputs if isinstance(text, str) and "| method | prompts |" in text)
+        trained = escape(f"trained ({tmp_path / 'coop'})")
+        assert f"| CoOp | {trained} |" in description
+        assert "shapes base classes (CoOp)" in status  # what the loaded prompts were trained on
+    finally:  # back to no checkpoints at all, as the app was started (other tests share it)
+        (tmp_path / "none").mkdir()
+        status, *_ = client.predict(str(tmp_path / "none"), api_name="/load_prompts")
+        assert "no method has trained prompts" in status
