@@ -126,7 +126,7 @@ def build_layout(models: AppModels, first: Session, samples: list[tuple], sample
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             gr.Markdown("**SynthWorld samples** (every suite and style): click one")
-            gallery = gr.Gallery(samples, show_label=False, columns=3, height=300, allow_preview=False,
+            gallery = gr.Gallery(samples, show_label=False, columns=3, height=300, allow_preview=False, buttons=[],
                                  object_fit="contain", elem_id="samples")
             sample = gr.Dropdown(sample_keys, value=sample_keys[0][1], label="…or pick a sample by name")
             upload = gr.File(label="…or upload an image (the class list is kept)", type="filepath",

@@ -33,9 +33,10 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
-def open_app(browser, url: str):
-    """A page showing the app at `url`, after its first views are drawn."""
-    page = browser.new_page(viewport=VIEWPORT)
+def open_app(browser, url: str, viewport: dict | None = None):
+    """A page showing the app at `url` in a window of `viewport` (default VIEWPORT), after its first
+    views are drawn."""
+    page = browser.new_page(viewport=viewport or VIEWPORT)
     page.goto(url, wait_until="load")
     page.get_by_text(READY_TEXT).wait_for(timeout=60_000)
     return page
