@@ -45,12 +45,15 @@ EXPORT_LABEL = "Download this view: PNG + Python"
 K_ALL_LABEL = "k (all prompts)"
 K_ALL_OFF = "k (all prompts): tick *Same k* to use it"
 K_EACH_OFF = "k{n}: off while *Same k* is ticked"
+THRESHOLD_LABEL = "Threshold (× chance level; set to 95 % TPR on the suite's images when the score, T or the classes change)"
 STEPS_LABEL = "Integration steps"
 STEPS_OFF = "Integration steps: integrated gradients only"
 STALE = "stale"  # the class the views' column takes while a new image or class list is encoded
 CSS = f"""
 #samples .grid-container {{ grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)) !important; }}
 #samples .grid-wrap {{ overflow-y: auto; }}
+#gallop-maps .fixed-height {{ min-height: 0 !important; max-height: none !important; }}
+#gallop-maps .thumbnail-item {{ aspect-ratio: {render.DISPLAY + render.BAR_WIDTH} / {render.DISPLAY}; }}
 #views.{STALE} {{ opacity: 0.45; pointer-events: none; transition: opacity 0.2s; }}
 #views.{STALE}::before {{ content: "Encoding the new image or class list: the views below still show the previous one";
   display: block; font-weight: 600; padding: 4px 8px; }}
@@ -204,8 +207,9 @@ def _gallop_tab(models: AppModels, first: Session, threshold: float) -> tuple[Pa
     with gr.Row():
         k_each = [gr.Slider(1, patches, value=min(k, patches), step=1, label=f"k{n + 1}")
                   for n, k in enumerate(models.methods["gallop"].config.topk)]
-    maps = gr.Gallery(label="Region map of each local prompt (top-k patches boxed)", columns=len(k_each),
-                      height=260, allow_preview=True, elem_id="gallop-maps")
+    gr.Markdown("Region map of each local prompt (its top-k patches boxed)")
+    maps = gr.Gallery(show_label=False, columns=len(k_each), rows=1, height="auto", object_fit="contain",
+                      allow_preview=True, buttons=[], elem_id="gallop-maps")
     summary = gr.Markdown(elem_id="gallop-summary")
     with gr.Row():
         heads = [gr.Label(num_top_classes=5, label=f"GalLoP {head}") for head in ("global", "local", "combined")]
@@ -214,9 +218,7 @@ def _gallop_tab(models: AppModels, first: Session, threshold: float) -> tuple[Pa
     with gr.Row():
         controls = [gr.Radio(list(OOD_SCORES), value="GL-MCM", label="Score"),
                     gr.Slider(0.01, 1, value=1.0, step=0.01, label="Temperature T"),
-                    gr.Slider(*THRESHOLD_RANGE, value=threshold, step=THRESHOLD_STEP,
-                              label="Threshold (× chance level; 95 % TPR on the suite's images when the score, "
-                                    "T or the class list change)")]
+                    gr.Slider(*THRESHOLD_RANGE, value=threshold, step=THRESHOLD_STEP, label=THRESHOLD_LABEL)]
     with gr.Row():
         verdict = gr.Markdown(elem_id="ood-verdict")
         # fixed heights, the charts' and their frames' padding: the page then lays out nothing anew

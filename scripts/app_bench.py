@@ -46,6 +46,7 @@ from app.attribution import attribution_view  # noqa: E402
 from app.compute import COMPUTE, on_threads  # noqa: E402
 from app.handlers import DEFAULT_CLASSES, PREDICTED  # noqa: E402
 from app.inputs import sample_keys  # noqa: E402
+from app.layout import THRESHOLD_LABEL  # noqa: E402
 from app.main import DEFAULT_PROMPTS, load, serve  # noqa: E402
 from vlp_core.backbone import DEFAULT_MODEL  # noqa: E402
 from vlp_core.data.synthworld import ALL_SHAPES, COLOURS, PATTERNS  # noqa: E402
@@ -57,7 +58,7 @@ NEW_WORDS = iter(("small", "large", "bright", "dark", "pale", "shiny", "tiny", "
 SLIDER_STEPS = (
     ("DiSa saliency", "Masking ratio ρ", "disa-masked", (0.1, 0.2, 0.3, 0.4, 0.5)),
     ("GalLoP local prompts", "k1", "gallop-maps", (3, 4, 5, 6, 7)),
-    ("GalLoP local prompts", "Threshold (× chance level)", "ood-histogram", (1.1, 1.2, 1.3, 1.4, 1.5)),
+    ("GalLoP local prompts", THRESHOLD_LABEL, "ood-histogram", (1.1, 1.2, 1.3, 1.4, 1.5)),
     ("Live predictions", "Classes shown per method", "predictions-zeroshot", (2, 3, 4, 5, 6)),
 )
 # Steps and class lists are waited for by a MutationObserver (plus image load events), so the page

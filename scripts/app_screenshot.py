@@ -18,10 +18,11 @@ if __package__ in (None, ""):  # run as a script: make the `app` package importa
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1400, "height": 1000}
+VIEWPORT = {"width": 1280, "height": 900}  # the narrowest layout the browser test checks
 READY_TEXT = "Saliency query:"  # drawn by the first view once the page has loaded
 DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "assets" / "screenshots"
-SHOTS = {"app.png": "DiSa saliency", "gallop.png": "GalLoP local prompts"}  # file -> tab shown
+SHOTS = {"app.png": "DiSa saliency", "gallop.png": "GalLoP local prompts",  # file -> tab shown
+         "learned.png": "What the prompts learned"}
 PICTURES_PAINTED = """() => {
   const shown = [...document.querySelectorAll('[role=tabpanel] img')].filter(img => img.offsetParent !== null);
   return shown.length > 0 && shown.every(img => img.complete && img.naturalWidth > 0);
