@@ -622,3 +622,31 @@ def test_an_uploaded_image_is_exported_with_the_input_its_script_reads(models, s
     namespace = runpy.run_path(script)
     expected = handlers.disa_view(models, upload, PREDICTED, 0.3, 0.5, 0)
     np.testing.assert_allclose(namespace["out"]["saliency"].numpy(), expected["saliency"], rtol=1e-5, atol=1e-7)
+
+
+def test_chart_ticks_and_colour_bars_by_hand():
+    assert charts.nice_ticks(0.178, 0.242, 5) == [0.18, 0.2, 0.22, 0.24]  # steps of 0.02 >= 0.064 / 5
+    assert charts.nice_ticks(0.0, 0.37, 3) == [0.0, 0.2]  # steps of 0.2 >= 0.37 / 3
+    assert charts.nice_ticks(1.0, 1.0) == [1.0]
+    picture = np.zeros((120, 100, 3), np.uint8)
+    barred = render.with_colour_bar(picture, (-2.0, 6.0), label="cosine")
+    assert barred.shape == (120, 100 + render.BAR_WIDTH, 3) and (barred[:, :100] == 0).all()
+    x, top, bottom = 100 + 6 + render.BAR_STRIPE // 2, 8, 120 - 22 - 1  # the ramp runs from the top to the label
+    ends = (colormaps[render.HEAT_CMAP]([1.0, 0.0])[:, :3] * 255).round()
+    assert (barred[top, x] == ends[0]).all() and (barred[bottom, x] == ends[1]).all()  # high on top
+    values = np.array([[-5.0, 0.0], [2.0, 9.0]])  # outside the span: its end colours
+    colours = render.colorize(values, span=(0.0, 2.0))
+    assert (colours[0, 0] == colours[0, 1]).all() and (colours[1, 0] == colours[1, 1]).all()
+    assert render.symmetric_range(np.array([-0.2, 0.5]), np.array([0.1])) == (-0.5, 0.5)
+
+
+def test_roc_chart_marks_the_operating_points():
+    fpr, tpr = np.array([0.0, 0.5, 1.0]), np.array([0.5, 1.0, 1.0])
+    picture = charts.roc_chart(fpr, tpr, (0.5, 1.0), (1.0, 1.0), auroc=0.875)
+    width, height = charts.ROC_SIZE
+    assert picture.shape == (height, width, 3)
+    left, top, right, bottom = 44, 8, width - 12, height - 46  # the plot box: (0, 0) bottom left, (1, 1) top right
+    x, y = round(left + 0.5 * (right - left)), top  # the threshold's point (FPR 0.5, TPR 1.0)
+    assert tuple(picture[y, x]) == charts.MARK_COLOUR
+    histogram = charts.histogram(np.array([0.2, 0.3]), np.array([0.1, 0.15]), cutoff=0.25, value=0.3)
+    assert histogram.shape == (charts.HISTOGRAM_SIZE[1], charts.HISTOGRAM_SIZE[0], 3)
