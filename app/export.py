@@ -130,9 +130,10 @@ def _gallop(models: AppModels, session: Session, class_choice, same_k, k_all, *k
 
 def _ood(models: AppModels, session: Session, score, temperature, threshold) -> tuple:
     view = ood_view(session, score, temperature, threshold)
-    pictures = views.ood_pictures(view)
-    panels = list(zip(("ID and OOD scores", "ROC curve"), pictures)) or [
-        (f"{score} = {view['scores'][score]:.4f}", render.upscale(session.pixels, models.grid))]
+    if view["reference"] is None:
+        panels = [(f"{score} = {view['scores'][score]:.4f}", render.upscale(session.pixels, models.grid))]
+    else:
+        panels = [("ID and OOD scores", views.histogram_picture(view)), ("ROC curve", views.roc_picture(view))]
     key = OOD_SCORES[score]
     code = _method(models, "gallop") + textwrap.dedent(f'''\
         from vlp_core.methods.ood import auroc, fpr95_point, roc_curve

@@ -86,11 +86,11 @@ def encoded(picture: np.ndarray, lossless: bool = False) -> str:
     return str(path)
 
 
-def _picture(session: Session, key: tuple, draw: Callable[[], np.ndarray]) -> str:
+def _picture(session: Session, key: tuple, draw: Callable[[], np.ndarray], lossless: bool = False) -> str:
     """The file of one of the session's pictures that only `key` determines: drawn and encoded on
     its first use, then the same file (gradio neither encodes it again nor the browser fetches it)."""
     if key not in session.pictures:
-        session.pictures[key] = encoded(draw())
+        session.pictures[key] = encoded(draw(), lossless)
     return session.pictures[key]
 
 
@@ -129,16 +129,18 @@ def region_pictures(session: Session, view: dict) -> list[np.ndarray]:
             for scores, selected in zip(view["maps"], view["selected"])]
 
 
-def ood_pictures(view: dict) -> list[np.ndarray]:
-    """`ood_view`'s histogram of the suite's ID and OOD scores and their ROC curve ([] without a reference)."""
+def histogram_picture(view: dict) -> np.ndarray:
+    """`ood_view`'s histogram of the suite's ID and OOD scores, with the threshold and the image's score."""
     reference = view["reference"]
-    if reference is None:
-        return []
-    value = view["scores"][view["score"]]
+    return charts.histogram(reference["id"], reference["ood"], view["cutoff"], view["scores"][view["score"]])
+
+
+def roc_picture(view: dict) -> np.ndarray:
+    """`ood_view`'s ROC curve with the threshold's operating point and FPR95's."""
+    reference = view["reference"]
     _, tpr95, fpr95 = reference["fpr95"]
-    return [charts.histogram(reference["id"], reference["ood"], view["cutoff"], value),
-            charts.roc_chart(*reference["roc"], (reference["ood_kept"], reference["id_kept"]), (fpr95, tpr95),
-                             reference["auroc"])]
+    return charts.roc_chart(*reference["roc"], (reference["ood_kept"], reference["id_kept"]), (fpr95, tpr95),
+                            reference["auroc"])
 
 
 def attribution_picture(models: AppModels, session: Session, view: dict) -> np.ndarray:
@@ -198,9 +200,15 @@ def gallop_ks(same_k: bool, k_all: float, ks) -> int | list[int]:
 def ood_outputs(session: Session | None, score: str, temperature: float, threshold: float) -> tuple:
     """(verdict Markdown, histogram picture, ROC picture; the pictures None without a reference):
     what a move of the threshold changes."""
-    view = ood_view(require(session), score, temperature, threshold)
-    pictures = [encoded(picture, lossless=True) for picture in ood_pictures(view)] or [None, None]
-    return ood_verdict(view), *pictures
+    session = require(session)
+    view = ood_view(session, score, temperature, threshold)
+    reference = view["reference"]
+    if reference is None:
+        return ood_verdict(view), None, None
+    # the ROC picture changes only when the threshold passes a score: the same file until then
+    point = (score, temperature, reference["ood_kept"], reference["id_kept"])
+    roc = _picture(session, ("roc", *point), lambda: roc_picture(view), lossless=True)
+    return ood_verdict(view), encoded(histogram_picture(view), lossless=True), roc
 
 
 def ood_outputs_at_default(session: Session | None, score: str, temperature: float, threshold: float) -> tuple:
