@@ -72,8 +72,11 @@ class Session:
 
     @property
     def true_index(self) -> int | None:
-        """Index of the true class in the class list (None: no label, or a label the list lacks)."""
-        return self.classes.index(self.label) if self.label in self.classes else None
+        """Index of the true class in the class list, its case ignored (None: no label, or a label
+        the list lacks)."""
+        if self.label is None:
+            return None
+        return next((i for i, name in enumerate(self.classes) if name.casefold() == self.label.casefold()), None)
 
     def predicted(self, method: str) -> int:
         """Index of the class `method` predicts on the full image."""
@@ -112,10 +115,9 @@ def encode(models: AppModels, image: ImageInput, classes: ClassList, progress: P
 
     The frozen text features every method asks for (zero-shot's template, the 60-template ensemble
     of PromptSRC's and DiSa's teacher, and GalLoP's initial prompt as frozen text, its zero-shot
-    counterpart) are encoded first, the templates with as many
-    tokens before the name together, over all names that no earlier class list had, reporting
-    `progress`; each method's own prompted text then runs once, its prompt prefix shared by every
-    class.
+    counterpart) are encoded first, the templates with as many tokens before the name together,
+    over all names that no earlier class list had, reporting `progress`; each method's own
+    prompted text then runs once, its prompt prefix shared by every class.
     """
     templates = tuple(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES,
                                      models.methods["gallop"].zero_shot_template)))

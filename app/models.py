@@ -41,6 +41,7 @@ class AppModels:
     frozen_text: FrozenTextFeatures  # the frozen text features every method shares, kept per name
     trained_on: dict[str, str] = field(default_factory=dict)  # trained method -> what its prompts learned
     trained_classes: dict[str, frozenset[str]] = field(default_factory=dict)  # trained method -> its base classes
+    trained_tasks: dict[str, str] = field(default_factory=dict)  # trained method -> `training_task`
     notices: list[str] = field(default_factory=list)  # start-up problems worth showing to users
     prompts_dir: Path | None = None
     references: dict = field(default_factory=dict)  # suite -> `app.reference.Reference`, filled on first use
@@ -118,6 +119,7 @@ def load_models(bundle: ClipBundle, prompts_dir: str | Path | None,
     status: dict[str, str] = {}
     trained_on: dict[str, str] = {}
     trained_classes: dict[str, frozenset[str]] = {}
+    trained_tasks: dict[str, str] = {}
     notices: list[str] = []
     for name, cls in method_classes().items():
         if not cls.trainable:
@@ -129,8 +131,10 @@ def load_models(bundle: ClipBundle, prompts_dir: str | Path | None,
             else:
                 trained_on[name] = describe_training(prompts_dir / name)
                 trained_classes[name] = frozenset(_class_key(c) for c in checkpoint_meta(prompts_dir / name)["classes"])
+                trained_tasks[name] = training_task(prompts_dir / name)
         methods[name] = method.eval().requires_grad_(False)
-    return AppModels(bundle, methods, status, frozen_text, trained_on, trained_classes, notices, prompts_dir)
+    return AppModels(bundle, methods, status, frozen_text, trained_on, trained_classes, trained_tasks, notices,
+                     prompts_dir)
 
 
 def _class_key(name: str) -> str:
@@ -149,7 +153,7 @@ def switch_prompts(models: AppModels, folder: str | None) -> None:
                          f"(e.g. {Path('assets') / 'prompts'}).")
     fresh = load_models(models.bundle, path, models.frozen_text)
     with models.lock:
-        for name in ("methods", "status", "trained_on", "trained_classes", "notices", "prompts_dir"):
+        for name in ("methods", "status", "trained_on", "trained_classes", "trained_tasks", "notices", "prompts_dir"):
             setattr(models, name, getattr(fresh, name))
         models.references.clear()
         for cached in ("context_words", "local_context_cosines", "name_token_budget"):
@@ -157,14 +161,19 @@ def switch_prompts(models: AppModels, folder: str | None) -> None:
 
 
 def describe_training(folder: Path, shown: int = 4) -> str:
-    """What the prompts in `folder` were trained on, from the checkpoint's own class list (named
-    as a SynthWorld suite's classes where it is one) and the dataset, shots and seed of its run
-    record (`vlp train` writes one)."""
+    """What the prompts in `folder` were trained on (`training_task`), its first classes, and the
+    shots and seed of its run record (`vlp train` writes one)."""
     names = checkpoint_meta(folder)["classes"]
     listed = f"{len(names)}: " + ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
     record = trained_defaults(folder)
     run = f", {record['shots']} shots, seed {record['seed']}" if "dataset" in record else ""
-    return f"{synth_classes(names) or record.get('dataset', 'classes')} ({listed}){run}"
+    return f"{training_task(folder)} ({listed}){run}"
+
+
+def training_task(folder: Path) -> str:
+    """The classes the prompts in `folder` were trained on, in a few words: the checkpoint's own
+    class list named as a SynthWorld suite's part where it is one, else its run's dataset."""
+    return synth_classes(checkpoint_meta(folder)["classes"]) or trained_defaults(folder).get("dataset", "classes")
 
 
 def synth_classes(names: list[str]) -> str | None:

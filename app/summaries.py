@@ -84,12 +84,12 @@ def true_label_text(session: Session) -> str:
 
 def trained_text(models: AppModels, classes: list[str]) -> str:
     """What the loaded prompts were trained on and how many of `classes` they saw (base) or not (novel)."""
-    if not models.trained_on:
+    if not models.trained_tasks:
         return "no method has trained prompts."
-    described = {}
-    for name, what in models.trained_on.items():
-        described.setdefault(what.split(" (")[0], []).append(METHOD_TITLES[name])
-    what = "; ".join(f"{escape(task)} ({', '.join(titles)})" for task, titles in described.items())
+    tasks: dict[tuple[str, int], list[str]] = {}
+    for name, task in models.trained_tasks.items():
+        tasks.setdefault((task, len(models.trained_classes[name])), []).append(METHOD_TITLES[name])
+    what = "; ".join(f"{escape(task)}, {count} classes ({', '.join(titles)})" for (task, count), titles in tasks.items())
     notes = [models.class_part(name) for name in classes]
     base, novel = notes.count("base"), notes.count("novel")
     mixed = len(notes) - base - novel

@@ -190,7 +190,7 @@ def test_switching_the_prompts_folder_without_a_restart(client, tmp_path):
         description = next(text for text in outputs if isinstance(text, str) and "| method | prompts |" in text)
         trained = escape(f"trained ({tmp_path / 'coop'})")
         assert f"| CoOp | {trained} |" in description
-        assert "shapes base classes (CoOp)" in status  # what the loaded prompts were trained on
+        assert "shapes base classes, 6 classes (CoOp)" in status  # what the loaded prompts were trained on
     finally:  # back to no checkpoints at all, as the app was started (other tests share it)
         (tmp_path / "none").mkdir()
         status, *_ = client.predict(str(tmp_path / "none"), api_name="/load_prompts")
