@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from app import handlers
-from app.inputs import sample_caption, sample_classes, sample_keys
+from app.inputs import sample_caption, sample_classes, sample_keys, thumbnail_caption
 from app.models import METHOD_TITLES, load_models
 from scripts.app_screenshot import CHROMIUM, launch_chromium, open_app
 from vlp_core.engine.metrics import patch_coverage
@@ -71,10 +71,14 @@ def local_models(tiny):
     return load_models(tiny, tempfile.mkdtemp())
 
 
-def _pick(page, key: str) -> None:
-    """Pick a sample by its key through the sample dropdown's API-free path: type its caption."""
-    page.get_by_label("…or pick a sample by name").click()
-    page.get_by_role("option", name=sample_caption(key), exact=True).click()
+def _pick(page, key: str, thumbnail: bool = False) -> None:
+    """Pick a sample by its name in the sample dropdown, or by clicking its gallery thumbnail, and
+    wait until every view shows it."""
+    if thumbnail:
+        page.locator("#samples").get_by_text(thumbnail_caption(key), exact=True).click()
+    else:
+        page.get_by_label("…or pick a sample by name").click()
+        page.get_by_role("option", name=sample_caption(key), exact=True).click()
     page.get_by_text(f"Image: SynthWorld {sample_caption(key)}").wait_for(timeout=30_000)
     page.locator("#views:not(.stale)").wait_for(timeout=30_000)
 
@@ -111,7 +115,7 @@ def _check_marks_on_a_wrong_prediction(page, local_models) -> None:
 
     key = next(key for key in sample_keys() if mixed(_session(local_models, key)))  # those the page lists
     session = _session(local_models, key)
-    _pick(page, key)
+    _pick(page, key, thumbnail=True)
     page.get_by_role("tab", name="Live predictions").click()
     marks = page.locator("#predictions-marks")
     marks.get_by_text(f"True label: {session.label}").wait_for(timeout=30_000)
