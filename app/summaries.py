@@ -108,7 +108,9 @@ def query_text(session: Session, class_index: int, method: str) -> str:
     name = f"**{escape(session.classes[class_index])}**"
     predicted, true = session.predicted(method), session.true_index
     if class_index == true:
-        return f"{name} (the true class{'; ' + METHOD_TITLES[method] + ' predicts it too' if predicted == true else ''})"
+        verdict = ("predicts it too ✓" if predicted == true else
+                   f"predicts **{escape(session.classes[predicted])}** ✗")
+        return f"{name} (the true class; {METHOD_TITLES[method]} {verdict})"
     if class_index == predicted:
         if true is None:
             return f"{name} ({METHOD_TITLES[method]}'s prediction)"
