@@ -31,6 +31,7 @@ import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -145,8 +146,10 @@ def handler_timings(models, session, repeats: int) -> None:
         "DiSa ρ/γ/seed: handler + picture": lambda i: views.disa_mask_outputs(models, session, PREDICTED, ratios[i], 0.9, i),
         "GalLoP top-k: handler": lambda i: handlers.gallop_view(session, PREDICTED, 1 + i % patches),
         "GalLoP top-k: handler + pictures": lambda i: views.gallop_outputs(session, PREDICTED, True, 1 + i % patches),
-        "OOD threshold: handler + histogram": lambda i: views.ood_outputs(session, "GL-MCM", 1.0, 1 + i / n),
+        "OOD threshold: handler + charts": lambda i: views.ood_outputs(session, "GL-MCM", 1.0, 1 + i / n),
         "predictions top-k: handler": lambda i: views.prediction_labels(models, session, 1 + i % 10),
+        "learned prompts, a new class: handler + pictures": lambda i: views.learned_outputs(
+            models, replace(session, pictures={}), session.classes[i % len(session.classes)], "GalLoP"),
         "attribution, integrated gradients (16)": lambda i: attribution_view(
             models, session, "disa", PREDICTED, "integrated_gradients", 16),
         "attribution, Grad-CAM": lambda i: attribution_view(models, session, "disa", PREDICTED, "gradcam"),

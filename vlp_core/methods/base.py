@@ -59,7 +59,8 @@ class PromptMethod(nn.Module, ABC):
 
     Required: `loss`, `logits`, `text_features`, `image_features`. Optional, with defaults here:
     `prepare_training` with `training_constants` / `load_training_constants`, `on_epoch_end`,
-    `head_logits` (several heads), `ood_scores` (more scores), `check_batch_split`.
+    `head_logits` (several heads), `ood_scores` (more scores), `check_batch_split`,
+    `text_contexts` (learned context vectors to read as words). Capability: `Explainable`.
     Shapes: B images, C classes, D joint embedding size.
     """
 
