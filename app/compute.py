@@ -5,7 +5,8 @@ calling thread (libgomp, in torch's Linux wheels). Each thread that ever ran a p
 own team; once the app's threads' teams add up to more threads than the machine has cores (the main
 thread's team from loading the model, plus one per server worker thread), libgomp stops letting
 idle team members spin and every parallel op waits for them to be woken: the same handler ran
-2-3x slower on any other thread of the process than on the main thread (docs/performance.md).
+several times slower on any other thread of the process than on the main thread
+(docs/performance.md).
 With every computation on this one thread, one team of as many threads as cores exists, and an
 event costs in the server what its handler costs alone.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import render
+from app.compute import COMPUTE
 from app.handlers import landing_sample, load_sample
 from app.inputs import read_sample, sample_caption, sample_classes, sample_keys, thumbnail_caption
 from app.layout import build_layout
@@ -29,6 +30,7 @@ def build_app(models: AppModels) -> gr.Blocks:
     samples = [(render.upscale(read_sample(key, models.bundle.image_size).pixels, models.grid),
                 thumbnail_caption(key)) for key in keys]
     threshold = default_threshold(first, "GL-MCM", 1.0) or OOD_THRESHOLD
+    COMPUTE.run(lambda: models.context_words)  # a constant of the prompts: before the first page asks for it
     with gr.Blocks(title="VLP Lab") as demo:
         page = build_layout(models, first, samples, [(sample_caption(key), key) for key in keys], threshold)
         wire(models, demo, page, keys)
