@@ -81,17 +81,21 @@ def with_colour_bar(picture: np.ndarray, span: tuple[float, float], cmap: str = 
                     label: str = "") -> np.ndarray:
     """The picture with a colour bar on its right: the colours of `span` (high at the top) with
     its ends and middle written beside it, and `label` under the values -> uint8 (H, W + BAR_WIDTH, 3)."""
-    height, width = picture.shape[:2]
-    canvas = Image.new("RGB", (width + BAR_WIDTH, height), (255, 255, 255))
-    canvas.paste(Image.fromarray(picture), (0, 0))
+    return np.concatenate([picture, _colour_bar(picture.shape[0], *span, cmap, label)], axis=1)
+
+
+@lru_cache(maxsize=256)
+def _colour_bar(height: int, low: float, high: float, cmap: str, label: str) -> np.ndarray:
+    """A colour bar BAR_WIDTH wide -> uint8 (height, BAR_WIDTH, 3); drawn once per span (a map
+    redrawn at another k keeps its span)."""
+    canvas = Image.new("RGB", (BAR_WIDTH, height), (255, 255, 255))
     top, bottom = 8, height - (22 if label else 8)
-    canvas.paste(Image.fromarray(_bar(cmap, bottom - top)), (width + 6, top))
+    canvas.paste(Image.fromarray(_bar(cmap, bottom - top)), (6, top))
     draw, small = ImageDraw.Draw(canvas), font(11)
-    low, high = span
     for y, value in ((top, high), ((top + bottom) / 2, (low + high) / 2), (bottom, low)):
-        draw.text((width + 6 + BAR_STRIPE + 4, y), f"{value:.3g}", fill=(0, 0, 0), font=small, anchor="lm")
+        draw.text((6 + BAR_STRIPE + 4, y), f"{value:.3g}", fill=(0, 0, 0), font=small, anchor="lm")
     if label:
-        draw.text((width + BAR_WIDTH / 2, height - 4), label, fill=(0, 0, 0), font=small, anchor="md")
+        draw.text((BAR_WIDTH / 2, height - 4), label, fill=(0, 0, 0), font=small, anchor="md")
     return np.asarray(canvas)
 
 
