@@ -188,7 +188,7 @@ def _disa_tab(models: AppModels, first: Session) -> Panel:
         ]
     with gr.Row():
         pictures = [gr.Image(label="Patch saliency, log scale (frozen patches × class text)", interactive=False),
-                    gr.Image(label="Masked image (hatched: masked patches)", interactive=False,
+                    gr.Image(label="Masked image (dark, crossed: masked patches)", interactive=False,
                              elem_id="disa-masked")]
     outputs = [*pictures, gr.Markdown(elem_id="disa-summary"),
                gr.Dataframe(label="Class probabilities: full vs masked, prompted vs frozen", interactive=False,

@@ -117,7 +117,7 @@ def saliency_picture(session: Session, view: dict) -> np.ndarray:
 
 
 def masked_picture(session: Session, view: dict) -> np.ndarray:
-    """The image with `disa_view`'s masked patches hatched and the object outlined."""
+    """The image with `disa_view`'s masked patches dark and crossed (`hatch_patches`), the object outlined."""
     grid = view["grid"]
     return render.outline_object(render.hatch_patches(render.upscale(session.pixels, grid), view["masked"], grid),
                                  session.mask)

@@ -356,10 +356,11 @@ def test_render_pictures(models, session):
         assert (picture[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell] == colours[patch]).all()
     picture = render.heatmap(session.pixels, np.arange(grid * grid, dtype=float), grid)
     masked = render.hatch_patches(render.upscale(session.pixels, grid), np.array([0, 5]), grid)
-    rows, cols = np.indices(masked.shape[:2])  # diagonal bands of HATCH_WIDTH pixels, dark and light in turn
-    stripes = np.array(render.HATCH)[((rows + cols) // render.HATCH_WIDTH) % 2]
+    dark, light = render.HATCH
+    rows, cols = np.indices((cell, cell))  # in each masked cell: dark, and light on its diagonal
+    diagonal = (cols - rows >= 0) & (cols - rows < render.HATCH_WIDTH)
     for cells in (np.s_[:cell, :cell], np.s_[:cell, 5 * cell:6 * cell]):
-        assert (masked[cells] == stripes[cells]).all()
+        assert (masked[cells][diagonal] == light).all() and (masked[cells][~diagonal] == dark).all()
     assert (masked[:cell, cell:2 * cell] == render.upscale(session.pixels, grid)[:cell, cell:2 * cell]).all()
     boxed = render.outline_patches(picture, np.eye(1, grid * grid, 3, dtype=bool)[0], grid)
     assert (boxed[:cell, 3 * cell] == render.SELECTED).all()  # left border of patch 3
