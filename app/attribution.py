@@ -26,8 +26,10 @@ def attribution_view(models: AppModels, session: Session, method_name: str, clas
     """The attribution map of `method_name`'s logit for one class on the session's image.
 
     kind: a key or value of KINDS. Returns "map" (S, S) for integrated gradients (|attribution|
-    summed over colour channels) or (grid, grid) for Grad-CAM, "class_index", "kind",
-    "delta" (integrated gradients' completeness error, else None) and "seconds".
+    summed over colour channels) or (grid, grid) for Grad-CAM, "class_index", "kind", "delta"
+    (integrated gradients' completeness error, else None), "gap" (the logit difference between the
+    image and the baseline that the attributions add up to, the scale of "delta"; else None) and
+    "seconds".
     """
     kind = KINDS.get(kind, kind)
     if kind not in KINDS.values():
@@ -41,21 +43,25 @@ def attribution_view(models: AppModels, session: Session, method_name: str, clas
     with models.lock, torch.enable_grad():
         method.set_classes(session.classes)
         if kind == "integrated_gradients":
-            attribution, delta = _integrated_gradients(method.logits, image, class_index, steps)
+            attribution, delta, gap = _integrated_gradients(method.logits, image, class_index, steps)
         else:
-            attribution, delta = _gradcam(method.logits, models, image, class_index), None
-    return {"map": attribution, "class_index": class_index, "kind": kind, "delta": delta,
+            attribution, delta, gap = _gradcam(method.logits, models, image, class_index), None, None
+    return {"map": attribution, "class_index": class_index, "kind": kind, "delta": delta, "gap": gap,
             "seconds": time.perf_counter() - start}
 
 
-def _integrated_gradients(forward, image: Tensor, class_index: int, steps: int) -> tuple[np.ndarray, float]:
-    """|IG| summed over channels -> (S, S), from the all-zero (mean colour) baseline; and the
-    convergence delta (sum of attributions minus the logit difference)."""
+def _integrated_gradients(forward, image: Tensor, class_index: int, steps: int) -> tuple[np.ndarray, float, float]:
+    """|IG| summed over channels -> (S, S), from the all-zero (mean colour) baseline; the
+    convergence delta (sum of attributions minus the logit difference); and that logit difference,
+    logit(image) - logit(baseline), what the attributions should add up to."""
+    baseline = torch.zeros_like(image)
     ig = IntegratedGradients(forward)
-    attribution, delta = ig.attribute(image, baselines=torch.zeros_like(image), target=class_index,
+    attribution, delta = ig.attribute(image, baselines=baseline, target=class_index,
                                       n_steps=int(steps), internal_batch_size=int(steps),
                                       return_convergence_delta=True)
-    return attribution[0].abs().sum(0).detach().numpy(), float(delta.abs().max())
+    with torch.no_grad():
+        gap = float(forward(image)[0, class_index] - forward(baseline)[0, class_index])
+    return attribution[0].abs().sum(0).detach().numpy(), float(delta.abs().max()), gap
 
 
 def _gradcam(forward, models: AppModels, image: Tensor, class_index: int) -> np.ndarray:

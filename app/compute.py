@@ -4,10 +4,11 @@ Why one thread: torch's CPU kernels run their parallel loops on an OpenMP team t
 calling thread (libgomp, in torch's Linux wheels). Each thread that ever ran a parallel op keeps its
 own team; once the app's threads' teams add up to more threads than the machine has cores (the main
 thread's team from loading the model, plus one per server worker thread), libgomp stops letting
-idle team members spin and every parallel op waits for them to be woken. Measured on 2 cores:
-applying 32 class names took 0.53 s on the main thread and 1.1-1.5 s on any other thread of the same
-process; a layer norm loop 2.7x. With every computation on this one thread, one team of as many
-threads as cores exists, and an event costs in the server what its handler costs alone.
+idle team members spin and every parallel op waits for them to be woken: the same handler ran
+several times slower on any other thread of the process than on the main thread
+(docs/performance.md).
+With every computation on this one thread, one team of as many threads as cores exists, and an
+event costs in the server what its handler costs alone.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The app's handlers: pure functions from (models, session state, widget values) to arrays and dicts.
 
-Encoding happens once per image and class list (`encode`): every method's probabilities, DiSa's
-frozen patch embeddings and text features, and GalLoP's explain cache go into a `Session`, the
-user's own `gr.State`, with the reference measures of the class list's suite (`app.reference`).
+Encoding happens once per image and class list (`encode`): every method's probabilities and the
+explain cache of every `Explainable` method (DiSa's frozen patch embeddings and text features,
+GalLoP's cosines) go into a `Session`, the user's own `gr.State`, with the reference measures of
+the class list's suite (`app.reference`).
 Slider handlers re-threshold that cache without an encoder pass, with one exception: DiSa's
 masked-image prediction needs the masked image's features, so each DiSa slider move runs the
 image tower twice on the masked image (DiSa's prompted tower and frozen CLIP's) and nothing else.
@@ -34,17 +35,21 @@ from app.models import METHOD_TITLES, AppModels
 from app.reference import Reference, reference_for
 from vlp_core.data.synthworld import get_suite
 from vlp_core.engine.metrics import patch_coverage, pointing_hits, salient_iou
-from vlp_core.methods.base import readable
+from vlp_core.methods.base import ExplainCache, Explainable, readable
 from vlp_core.methods.disa import DiSaExplainCache
-from vlp_core.methods.gallop import GalLoPExplainCache, gallop_ood_scores
+from vlp_core.methods.gallop import GalLoPExplainCache
+from vlp_core.methods.interpret import text_cosines
 from vlp_core.methods.templates import IMAGENET_TEMPLATES
 
 DEFAULT_SUITE = "shapes"
 DEFAULT_CLASSES: tuple[str, ...] = tuple(get_suite(DEFAULT_SUITE).classnames)
 PREDICTED = "(predicted class)"
-OOD_SCORES: dict[str, str] = {"GL-MCM": "gl_mcm", "MCM": "mcm", "L-MCM": "l_mcm"}
+TRUE_CLASS = "(true class)"
 TABLE_ROWS = 50  # rows of the side-by-side probability table (hundreds of classes stay readable)
 MAX_SEED = 2**32 - 1
+# `salient_iou` counts a patch as object from this coverage: the smallest positive float32, below
+# any share of a patch's pixels, so "on the object" means any pixel of it, as for pointing
+ANY_PIXEL = float(torch.finfo(torch.float32).tiny)
 Progress = Callable[[int, int], None]  # (done, total) while class names are encoded
 
 
@@ -53,21 +58,47 @@ class Session:
     """Everything one user's views need about their current image and class list."""
 
     pixels: np.ndarray  # uint8 (S, S, 3), what the model sees
-    mask: np.ndarray | None  # bool (S, S) ground-truth object mask (SynthWorld samples)
+    mask: np.ndarray | None  # bool (S, S) ground-truth mask of the objects the label names (SynthWorld samples)
     source: str
+    label: str | None  # the true class name (SynthWorld samples), in the class list or not
+    sample: str | None  # the SynthWorld sample's key "suite/split/index" (None for an upload)
     classes: list[str]
     probabilities: dict[str, np.ndarray]  # method -> (C,) class probabilities on the full image
-    disa: DiSaExplainCache
-    gallop: GalLoPExplainCache
+    explanations: dict[str, ExplainCache]  # Explainable method -> its cache of this image
+    local_text_cosines: Tensor  # (Ml, Ml) GalLoP's local prompts' text features, mean cosine over the classes
     reference: Reference | None  # measures of the class list's suite, None for other lists
     notices: list[str] = field(default_factory=list)
     pictures: dict[tuple, str] = field(default_factory=dict)  # the views' pictures, drawn once per key
+
+    @property
+    def true_index(self) -> int | None:
+        """Index of the true class in the class list, its case ignored (None: no label, or a label
+        the list lacks)."""
+        if self.label is None:
+            return None
+        return next((i for i, name in enumerate(self.classes) if name.casefold() == self.label.casefold()), None)
+
+    def predicted(self, method: str) -> int:
+        """Index of the class `method` predicts on the full image."""
+        return int(self.probabilities[method].argmax())
+
+    def right(self, method: str) -> bool | None:
+        """Whether `method`'s prediction is the true class (None when the list has no true class)."""
+        return None if self.true_index is None else self.predicted(method) == self.true_index
+
+    @property
+    def disa(self) -> DiSaExplainCache:
+        return self.explanations["disa"]
+
+    @property
+    def gallop(self) -> GalLoPExplainCache:
+        return self.explanations["gallop"]
 
     def __deepcopy__(self, memo: dict) -> Session:
         """The session itself: a session is a value (an image and class list, and what they
         determine; `pictures` only memoises drawings of it), so gradio's per-user copy of the
         landing session can share it. A copy would copy the whole CLIP its DiSa cache refers to
-        (0.16 s and the model's memory per page load), running torch outside the compute thread."""
+        (time and the model's memory per page load), running torch outside the compute thread."""
         return self
 
 
@@ -82,27 +113,28 @@ class Outcome:
 def encode(models: AppModels, image: ImageInput, classes: ClassList, progress: Progress | None = None) -> Session:
     """Run every encoder pass an image and class list need, once, and cache the results.
 
-    The frozen text features every method asks for (zero-shot's template and the 60-template
-    ensemble of PromptSRC's and DiSa's teacher) are encoded first, the templates with as many
-    tokens before the name together, over all names that no earlier class list had, reporting
-    `progress`; each method's own prompted text then runs once, its prompt prefix shared by every
-    class.
+    The frozen text features every method asks for (zero-shot's template, the 60-template ensemble
+    of PromptSRC's and DiSa's teacher, and GalLoP's initial prompt as frozen text, its zero-shot
+    counterpart) are encoded first, the templates with as many tokens before the name together,
+    over all names that no earlier class list had, reporting `progress`; each method's own
+    prompted text then runs once, its prompt prefix shared by every class.
     """
-    templates = tuple(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES)))
+    templates = tuple(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES,
+                                     models.methods["gallop"].zero_shot_template)))
     model_input = models.bundle.preprocess(Image.fromarray(image.pixels))[None]
     with models.lock, torch.no_grad():
         models.frozen_text.warm([readable(name) for name in classes.names], templates, progress)
         for method in models.methods.values():
             method.set_classes(classes.names)
-        probabilities = {name: torch.softmax(method.logits(model_input), dim=-1)[0]
-                         for name, method in models.methods.items() if name not in ("disa", "gallop")}
-        disa = models.methods["disa"].explain_cache(model_input)
-        gallop = models.methods["gallop"].explain_cache(model_input)
-    probabilities["disa"] = disa.prompted_full
-    probabilities["gallop"] = torch.softmax(gallop.explain(0)["logits"], dim=-1)
-    ordered = {name: probabilities[name].numpy() for name in models.methods}
-    return Session(image.pixels, image.mask, image.source, classes.names, ordered, disa, gallop,
-                   reference_for(models, classes.names), image.notices + classes.notices)
+        explanations = {name: method.explain_cache(model_input) for name, method in models.methods.items()
+                        if isinstance(method, Explainable)}
+        probabilities = {name: explanations[name].probabilities.numpy() if name in explanations
+                         else torch.softmax(method.logits(model_input), dim=-1)[0].numpy()
+                         for name, method in models.methods.items()}
+        local_text_cosines = text_cosines(models.methods["gallop"].text_features()[1])
+    return Session(image.pixels, image.mask, image.source, image.label, image.sample, classes.names, probabilities,
+                   explanations, local_text_cosines, reference_for(models, classes.names),
+                   image.notices + classes.notices)
 
 
 def load_sample(models: AppModels, key: str, classes_text: str | None, progress: Progress | None = None) -> Outcome:
@@ -121,7 +153,7 @@ def change_classes(models: AppModels, session: Session | None, classes_text: str
     """Re-encode the current image with a new class list."""
     if session is None:
         return Outcome(None, "Pick a sample or upload an image first.")
-    image = ImageInput(session.pixels, session.mask, session.source)
+    image = ImageInput(session.pixels, session.mask, session.source, label=session.label, sample=session.sample)
     return _load(models, lambda: image, classes_text, progress)
 
 
@@ -152,10 +184,18 @@ def landing_sample(models: AppModels, batch: int = 16) -> str:
 
 
 def resolve_class(session: Session, choice: str | None, method: str) -> int:
-    """Index of class `choice`, or of `method`'s prediction when the choice is PREDICTED or unknown."""
+    """Index of class `choice`; for TRUE_CLASS the true class (when the list has it), otherwise
+    (PREDICTED, an unknown name, or no true class) `method`'s prediction."""
     if choice in session.classes:
         return session.classes.index(choice)
-    return int(session.probabilities[method].argmax())
+    if choice == TRUE_CLASS and session.true_index is not None:
+        return session.true_index
+    return session.predicted(method)
+
+
+def default_query(session: Session) -> str:
+    """What a class picker starts on: the true class where the class list has it, else the prediction."""
+    return PREDICTED if session.true_index is None else TRUE_CLASS
 
 
 def valid_seed(seed: float | None) -> tuple[int, list[str]]:
@@ -167,29 +207,26 @@ def valid_seed(seed: float | None) -> tuple[int, list[str]]:
     return used, [] if used == rounded else [f"The mask seed {seed:g} is outside 0 … {MAX_SEED}; used {used}."]
 
 
-def _object_threshold(coverage: Tensor) -> float:
-    """Coverage from which a patch counts as object: half, or any part when no patch is half covered."""
-    return 0.5 if bool((coverage >= 0.5).any()) else 1e-6
-
-
 def grounding(scores: Tensor, selected: Tensor | None, coverage: Tensor) -> dict:
-    """Overlap of a patch score map with the object: "pointing" (the top patch touches it), "iou"
-    of `selected` (default: the len(object) top-scoring patches) with the object patches, and
-    "touches" / "on_object": whether any / which share of the selected patches touch the object.
+    """Overlap of a patch score map with the object, one definition throughout: a patch is *on the
+    object* when it holds any of the object's pixels (coverage > 0, as `pointing_hits` reads it).
+    "pointing": the top patch is on the object; "iou": of `selected` (default: as many top-scoring
+    patches as are on the object, "object_patches") with the patches on the object; "touches" /
+    "on_object": whether any / which share of the selected patches are on it.
 
     scores (P,), selected bool (P,) or None, coverage (P,) from `patch_coverage`.
     """
-    threshold = _object_threshold(coverage)
-    object_patches = int((coverage >= threshold).sum())
+    on_object = coverage > 0
+    object_patches = int(on_object.sum())
     if selected is None:
         selected = torch.zeros(scores.shape, dtype=torch.bool)
         selected[scores.topk(object_patches).indices] = True
-    on_object = selected & (coverage > 0)
+    touching = selected & on_object
     return {"pointing": bool(pointing_hits(scores[None], coverage[None])[0]),
-            "iou": float(salient_iou(selected[None], coverage[None], threshold)[0]),
+            "iou": float(salient_iou(selected[None], coverage[None], ANY_PIXEL)[0]),
             "object_patches": object_patches,
-            "touches": bool(on_object.any()),
-            "on_object": float(on_object.sum() / selected.sum())}
+            "touches": bool(touching.any()),
+            "on_object": float(touching.sum() / selected.sum())}
 
 
 def disa_view(models: AppModels, session: Session, class_choice: str | None, ratio: float,
@@ -258,59 +295,26 @@ def gallop_view(session: Session, class_choice: str | None, ks: int | Sequence[i
     return result
 
 
-def ood_view(session: Session, score: str, temperature: float, threshold: float) -> dict:
-    """GalLoP's OOD scores of the image against the class list, the verdict for `score`, and how
-    the suite's ID and OOD test images fall at the same threshold.
-
-    ID-ness scores (higher = in-distribution) on raw cosines with temperature T. A score's chance
-    level is its value for uniform class probabilities (1/C per term); the image is in-distribution
-    when the chosen score >= threshold × its chance level. Returns "scores" {name: value},
-    "chance" {name: value}, "score", "cutoff", "in_distribution" and "reference": None, or
-    {"suite", "id", "ood" (N,) score values, "id_kept" / "ood_kept" (shares >= cutoff), "auroc"}.
-    """
-    if score not in OOD_SCORES:
-        raise ValueError(f"score must be one of {', '.join(OOD_SCORES)}, got {score!r}")
-    cache = session.gallop
-    values = gallop_ood_scores(cache.global_sims[None], cache.local_sims[None], temperature)
-    scores = {name: float(values[key][0]) for name, key in OOD_SCORES.items()}
-    chance = {name: chance_level(name, len(session.classes)) for name in OOD_SCORES}
-    cutoff = threshold * chance[score]
-    result = {"scores": scores, "chance": chance, "score": score, "cutoff": cutoff,
-              "in_distribution": scores[score] >= cutoff, "reference": None}
-    measured = session.reference and session.reference.ood_scores(OOD_SCORES[score], temperature)
-    if measured:
-        id_scores, ood_scores = measured
-        result["reference"] = {"suite": session.reference.suite, "id": id_scores, "ood": ood_scores,
-                               "id_kept": float((id_scores >= cutoff).mean()),
-                               "ood_kept": float((ood_scores >= cutoff).mean()),
-                               "auroc": session.reference.auroc(OOD_SCORES[score], temperature)}
-    return result
-
-
-def chance_level(score: str, num_classes: int) -> float:
-    """A score's value for uniform class probabilities: 1/C per softmax maximum (GL-MCM has two)."""
-    return (2.0 if score == "GL-MCM" else 1.0) / num_classes
-
-
-def threshold_keeping(reference: Reference, score: str, temperature: float, share: float,
-                      num_classes: int) -> float:
-    """The threshold (× chance level) that keeps at least `share` of the reference's ID images."""
-    id_scores, _ = reference.ood_scores(OOD_SCORES[score], temperature)
-    return float(np.quantile(id_scores, 1 - share, method="lower")) / chance_level(score, num_classes)
-
-
 def top_classes(probabilities: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
     """The k most probable classes -> {name: probability}, best first."""
     order = np.argsort(-probabilities, kind="stable")[: max(1, k)]
     return {classes[i]: float(probabilities[i]) for i in order}
 
 
+def class_notes(models: AppModels, session: Session, indices) -> list[str]:
+    """For each class index: "true class · " where it is the image's label, then whether the
+    loaded prompts were trained on it (`AppModels.class_part`: base / novel)."""
+    return [("true class · " if i == session.true_index else "") + models.class_part(session.classes[i])
+            for i in indices]
+
+
 def predictions_view(models: AppModels, session: Session, top_k: int) -> dict:
     """Every method's predictions side by side.
 
-    Returns "top" {method: {class: probability}} (top_k classes each), "headers" and "rows" of a
-    table of the TABLE_ROWS classes with the highest mean probability (probabilities in [0, 1]),
-    and "truncated".
+    Returns "top" {method: {class: probability}} (top_k classes each), "predicted" {method: class
+    name}, "right" {method: True / False, None without a true class in the list}, "headers" and
+    "rows" of a table of the TABLE_ROWS classes with the highest mean probability (probabilities in
+    [0, 1]), "notes" (one per row, `class_notes`) and "truncated".
     """
     probabilities = session.probabilities
     mean = np.mean(np.stack(list(probabilities.values())), axis=0)
@@ -318,7 +322,10 @@ def predictions_view(models: AppModels, session: Session, top_k: int) -> dict:
     rows = [[session.classes[i]] + [float(p[i]) for p in probabilities.values()] for i in order]
     return {
         "top": {name: top_classes(p, session.classes, top_k) for name, p in probabilities.items()},
+        "predicted": {name: session.classes[session.predicted(name)] for name in probabilities},
+        "right": {name: session.right(name) for name in probabilities},
         "headers": ["class"] + [METHOD_TITLES[name] for name in probabilities],
         "rows": rows,
+        "notes": class_notes(models, session, order),
         "truncated": len(session.classes) > TABLE_ROWS,
     }

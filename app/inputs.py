@@ -38,12 +38,15 @@ class ClassList:
 
 @dataclass
 class ImageInput:
-    """An RGB image at the model's input size, the object mask when known, and where it came from."""
+    """An RGB image at the model's input size, its true label and object mask when known, and
+    where it came from."""
 
     pixels: np.ndarray  # uint8 (S, S, 3)
-    mask: np.ndarray | None  # bool (S, S), the main object (SynthWorld samples only)
+    mask: np.ndarray | None  # bool (S, S), every object the label names (SynthWorld samples only)
     source: str
     notices: list[str] = field(default_factory=list)
+    label: str | None = None  # the true class name (SynthWorld samples only)
+    sample: str | None = None  # the SynthWorld sample's key "suite/split/index"
 
 
 def parse_classes(text: str | None, tokenizer, max_tokens: int) -> ClassList:
@@ -70,6 +73,9 @@ def parse_classes(text: str | None, tokenizer, max_tokens: int) -> ClassList:
     if len(names) > MAX_CLASSES:
         notices.append(f"Kept the first {MAX_CLASSES} of {len(names)} classes.")
         names = names[:MAX_CLASSES]
+    if len(names) == 1:
+        notices.append(f"With one class every method gives '{names[0]}' 100 %: add the classes it should be "
+                       f"told apart from.")
     shortened = [_shorten(name, tokenizer, max_tokens) for name in names]
     cut = [f"'{old}' -> '{new}'" for old, new in zip(names, shortened) if old != new]
     if cut:
@@ -172,8 +178,8 @@ def sample_keys() -> list[str]:
 
 
 def read_sample(key: str, size: int) -> ImageInput:
-    """A SynthWorld item rendered at the model's input size, with its object mask (None where
-    the suite's label is not about an object, e.g. `styles`)."""
+    """A SynthWorld item rendered at the model's input size, with its true label and the mask of
+    the objects the label names (None where the suite's label is not about objects, e.g. `styles`)."""
     try:
         suite_name, split, index = key.split("/")
         suite = get_suite(suite_name, image_size=size)
@@ -181,14 +187,21 @@ def read_sample(key: str, size: int) -> ImageInput:
     except (ValueError, KeyError) as error:
         raise InputError(f"Unknown SynthWorld sample {key!r}: use suite/split/index, e.g. shapes/test/3 "
                          f"({error}).") from None
-    return ImageInput(pixels, mask if suite.definition.labels_object else None, f"SynthWorld {sample_caption(key)}")
+    return ImageInput(pixels, mask if suite.definition.labels_object else None, f"SynthWorld {sample_caption(key)}",
+                      label=sample_label(key), sample=key)
+
+
+def sample_label(key: str) -> str:
+    """The true class of sample "suite/split/index": item i of a suite has label i % C."""
+    suite_name, _, index = key.split("/")
+    classnames = get_suite(suite_name).classnames
+    return classnames[int(index) % len(classnames)]
 
 
 def sample_caption(key: str) -> str:
     """"suite · split/index · true class" for a sample key."""
     suite_name, split, index = key.split("/")
-    classnames = get_suite(suite_name).classnames
-    return f"{suite_name} · {split}/{index} · {classnames[int(index) % len(classnames)]}"
+    return f"{suite_name} · {split}/{index} · {sample_label(key)}"
 
 
 def thumbnail_caption(key: str) -> str:

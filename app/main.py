@@ -60,15 +60,16 @@ def serve(models: AppModels, host: str = "127.0.0.1", port: int | None = None, s
     port None: gradio's default (7860, or the next free port up to 7959). Gradio's own start-up
     lines (and its hint about `share=True`) stay quiet; `main` says where the app is. No run
     history: gradio's page would store every slider step's inputs and outputs in the browser's
-    local storage (up to 100 events, 0.5 MB with this app), re-reading and re-writing all of it on
-    every step (measured: a slider step's work before its request grew from 12 to 29 ms over 100 steps).
+    local storage (up to 100 events), re-reading and re-writing all of it on every step, so a
+    step's work before its request would grow with every step (docs/performance.md).
     """
+    from app.layout import CSS
     from app.ui import build_app
 
     demo = COMPUTE.run(build_app, models)  # it encodes the landing sample
     demo.queue(default_concurrency_limit=CONCURRENCY)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                prevent_thread_lock=True, quiet=True, run_history=False)
+                prevent_thread_lock=True, quiet=True, run_history=False, css=CSS)
     return demo
 
 

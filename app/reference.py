@@ -25,7 +25,7 @@ from vlp_core.backbone import encode_image_prompted
 from vlp_core.data.synthworld import get_suite, list_suites
 from vlp_core.engine.metrics import patch_coverage, pointing_hits
 from vlp_core.methods.gallop import gallop_ood_scores
-from vlp_core.methods.ood import auroc
+from vlp_core.methods.ood import auroc, fpr95_point, roc_curve
 from vlp_core.methods.saliency import patch_saliency
 from vlp_core.methods.topk import clip_ks, topk_patch_mask
 
@@ -45,7 +45,7 @@ class Reference:
     local_maps: Tensor | None  # (N, P, Ml) GalLoP's local cosines of each image's true class
     id_sims: tuple[Tensor, Tensor] | None  # GalLoP's G (N, C, Mg) and L (N, P, C, Ml) of the suite's images
     ood_sims: tuple[Tensor, Tensor] | None  # the same for the OOD suite's images
-    _scores: dict = field(default_factory=dict, repr=False)
+    _scores: dict = field(default_factory=dict, repr=False)  # OOD measures, computed once per (what, score, T)
 
     def pointing(self) -> tuple[float, float] | None:
         """(share of images where DiSa's saliency points at the object, share a random patch hits)."""
@@ -69,14 +69,28 @@ class Reference:
         computed from the cached cosines once per (key, temperature)."""
         if self.id_sims is None:
             return None
-        if (key, temperature) not in self._scores:
-            self._scores[key, temperature] = tuple(
-                gallop_ood_scores(*sims, temperature)[key].numpy() for sims in (self.id_sims, self.ood_sims))
-        return self._scores[key, temperature]
+        return self._once(("scores", key, temperature), lambda: tuple(
+            gallop_ood_scores(*sims, temperature)[key].numpy() for sims in (self.id_sims, self.ood_sims)))
 
     def auroc(self, key: str, temperature: float) -> float:
         """How well score `key` separates the suite's images from the OOD ones (0.5: not at all)."""
-        return auroc(*self.ood_scores(key, temperature))
+        return self._once(("auroc", key, temperature), lambda: auroc(*self.ood_scores(key, temperature)))
+
+    def roc(self, key: str, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+        """The ROC curve of score `key` (ID positive, `roc_curve`): FPR (T,) and TPR (T,), ascending."""
+        return self._once(("roc", key, temperature),
+                          lambda: tuple(v.numpy() for v in roc_curve(*self.ood_scores(key, temperature))[:2]))
+
+    def fpr95(self, key: str, temperature: float) -> tuple[float, float, float]:
+        """(threshold, TPR, FPR) of score `key` at the largest threshold that keeps at least 95 %
+        of the suite's images (`fpr95_point`)."""
+        return self._once(("fpr95", key, temperature), lambda: fpr95_point(*self.ood_scores(key, temperature)))
+
+    def _once(self, key: tuple, compute):
+        """`compute()`, computed on the first call for `key` and kept."""
+        if key not in self._scores:
+            self._scores[key] = compute()
+        return self._scores[key]
 
 
 def random_touch(coverage: Tensor, ks: Sequence[int]) -> np.ndarray:

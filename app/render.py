@@ -1,20 +1,28 @@
-"""Pictures for the app, drawn with NumPy and matplotlib colormaps (no figures: fast enough for sliders).
+"""Pictures of maps for the app, drawn with NumPy, PIL and matplotlib colormaps (no figures: fast
+enough for sliders); the charts are in `app.charts`.
 
 Every picture is the model's input image scaled up to a patch-aligned display size, with patch
-maps (P,) drawn on its √P × √P grid (row-major) and pixel maps resized to it.
+maps (P,) drawn on its √P × √P grid (row-major) and pixel maps resized to it; a colour bar beside
+a map says what its colours mean.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, font_manager
 from PIL import Image, ImageDraw, ImageFont
 
 DISPLAY = 256  # approximate display side in pixels
 HEAT_CMAP = "inferno"
 SELECTED = (0, 230, 255)  # outline of selected patches (top-k, salient)
 OBJECT = (60, 255, 60)  # outline of the ground-truth object
-MASKED = (128, 128, 128)  # fill of masked patches
+HATCH = ((25, 25, 25), (235, 235, 235))  # masked patches: dark, crossed by a light diagonal
+HATCH_WIDTH = 2  # pixels of the diagonal
+DIVERGING_CMAP = "RdBu_r"  # difference maps: blue below 0, red above
+BAR_STRIPE = 12  # width of a colour bar's ramp, pixels
+BAR_WIDTH = 76  # the colour bar with its values
 
 
 def display_side(grid: int) -> int:
@@ -34,25 +42,75 @@ def _resize_map(values: np.ndarray, side: int, nearest: bool) -> np.ndarray:
     return np.asarray(Image.fromarray(values.astype(np.float32), mode="F").resize((side, side), resample))
 
 
-def colorize(values: np.ndarray, cmap: str = HEAT_CMAP) -> np.ndarray:
-    """Min-max normalised colours of a float map (h, w) -> uint8 (h, w, 3); a constant map is dark."""
-    low, high = float(values.min()), float(values.max())
-    unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
+def value_range(values: np.ndarray) -> tuple[float, float]:
+    """(min, max) of a map, the range its colours span by default."""
+    return float(values.min()), float(values.max())
+
+
+def symmetric_range(*maps: np.ndarray) -> tuple[float, float]:
+    """(-m, m) with m the largest |value| of the maps (1e-12 at least): a diverging map's range, 0 in the middle."""
+    largest = max(float(np.abs(values).max()) for values in maps)
+    return -max(largest, 1e-12), max(largest, 1e-12)
+
+
+def colorize(values: np.ndarray, cmap: str = HEAT_CMAP, span: tuple[float, float] | None = None) -> np.ndarray:
+    """Colours of a float map (h, w) over `span` (default: its own min and max) -> uint8 (h, w, 3);
+    values outside the span take its end colours; a constant map is dark."""
+    low, high = span or value_range(values)
+    unit = np.clip((values - low) / (high - low), 0, 1) if high > low else np.zeros_like(values)
     return (colormaps[cmap](unit)[..., :3] * 255).round().astype(np.uint8)
 
 
-def heatmap(pixels: np.ndarray, values: np.ndarray, grid: int, alpha: float = 0.6) -> np.ndarray:
+def heatmap(pixels: np.ndarray, values: np.ndarray, grid: int, alpha: float = 0.6, cmap: str = HEAT_CMAP,
+            span: tuple[float, float] | None = None) -> np.ndarray:
     """The image with a heat map blended over it -> uint8 (H, H, 3).
 
-    values: (P,) patch scores (drawn as sharp cells) or a (h, w) pixel map (resized smoothly).
+    values: (P,) patch scores (drawn as sharp cells) or a (h, w) pixel map (resized smoothly),
+    coloured over `span` (default: the map's own min and max).
     """
     side = display_side(grid)
     if values.ndim == 1:  # one colour per cell, repeated over its pixels (as a nearest resize would)
         cell = side // grid
-        heat = colorize(values.reshape(grid, grid)).repeat(cell, axis=0).repeat(cell, axis=1)
+        heat = colorize(values.reshape(grid, grid), cmap, span).repeat(cell, axis=0).repeat(cell, axis=1)
     else:
-        heat = colorize(_resize_map(values, side, nearest=False))
+        heat = colorize(_resize_map(values, side, nearest=False), cmap, span)
     return (alpha * heat.astype(np.float32) + (1 - alpha) * upscale(pixels, grid)).round().astype(np.uint8)
+
+
+def with_colour_bar(picture: np.ndarray, span: tuple[float, float], cmap: str = HEAT_CMAP,
+                    label: str = "") -> np.ndarray:
+    """The picture with a colour bar on its right: the colours of `span` (high at the top) with
+    its ends and middle written beside it, and `label` under the values -> uint8 (H, W + BAR_WIDTH, 3)."""
+    return np.concatenate([picture, _colour_bar(picture.shape[0], *span, cmap, label)], axis=1)
+
+
+@lru_cache(maxsize=256)
+def _colour_bar(height: int, low: float, high: float, cmap: str, label: str) -> np.ndarray:
+    """A colour bar BAR_WIDTH wide -> uint8 (height, BAR_WIDTH, 3); drawn once per span (a map
+    redrawn at another k keeps its span)."""
+    canvas = Image.new("RGB", (BAR_WIDTH, height), (255, 255, 255))
+    top, bottom = 8, height - (22 if label else 8)
+    canvas.paste(Image.fromarray(_bar(cmap, bottom - top)), (6, top))
+    draw, small = ImageDraw.Draw(canvas), font(11)
+    for y, value in ((top, high), ((top + bottom) / 2, (low + high) / 2), (bottom, low)):
+        draw.text((6 + BAR_STRIPE + 4, y), f"{value:.3g}", fill=(0, 0, 0), font=small, anchor="lm")
+    if label:
+        draw.text((BAR_WIDTH / 2, height - 4), label, fill=(0, 0, 0), font=small, anchor="md")
+    return np.asarray(canvas)
+
+
+@lru_cache(maxsize=8)
+def font(size: int = 11) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans (matplotlib ships it) at `size` pixels: it has the symbols the pictures write
+    (−, Δ, ●, ○)."""
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
+@lru_cache(maxsize=16)
+def _bar(cmap: str, height: int) -> np.ndarray:
+    """A vertical colour ramp of `cmap`, high at the top -> uint8 (height, BAR_STRIPE, 3) (drawn once per size)."""
+    ramp = np.linspace(1, 0, height)[:, None].repeat(BAR_STRIPE, axis=1)
+    return (colormaps[cmap](ramp)[..., :3] * 255).round().astype(np.uint8)
 
 
 def _cell_mask(selected: np.ndarray, grid: int, side: int) -> np.ndarray:
@@ -92,13 +150,24 @@ def outline_patches(image: np.ndarray, selected: np.ndarray, grid: int, color=SE
     return out
 
 
-def fill_patches(image: np.ndarray, indices: np.ndarray, grid: int, color=MASKED) -> np.ndarray:
-    """Paint the given patches (indices (M,)) in one colour on a display image -> a copy."""
+def hatch_patches(image: np.ndarray, indices: np.ndarray, grid: int) -> np.ndarray:
+    """Cover the given patches (indices (M,)) dark, each crossed by one light diagonal (HATCH):
+    they show on any image, grey ones included, and compress about as well as a plain fill -> a copy."""
     selected = np.zeros(grid * grid, dtype=bool)
     selected[indices] = True
+    cells = _cell_mask(selected, grid, image.shape[0])
     out = image.copy()
-    out[_cell_mask(selected, grid, image.shape[0])] = color
+    out[cells] = _hatch(image.shape[0], grid)[cells]
     return out
+
+
+@lru_cache(maxsize=4)
+def _hatch(side: int, grid: int) -> np.ndarray:
+    """Every patch cell dark with a light diagonal HATCH_WIDTH pixels wide (top left to bottom
+    right) -> uint8 (side, side, 3)."""
+    rows, cols = np.indices((side, side)) % (side // grid)
+    on_line = (cols - rows >= 0) & (cols - rows < HATCH_WIDTH)
+    return np.array(HATCH, dtype=np.uint8)[on_line.astype(int)]
 
 
 def outline_object(image: np.ndarray, mask: np.ndarray | None, color=OBJECT, width: int = 2) -> np.ndarray:
@@ -111,50 +180,19 @@ def outline_object(image: np.ndarray, mask: np.ndarray | None, color=OBJECT, wid
     return out
 
 
-ID_COLOUR = (70, 130, 220)  # histogram of in-distribution scores
-OOD_COLOUR = (240, 150, 40)  # histogram of OOD scores
-MARK_COLOUR = (220, 30, 30)  # the image's own score
-HISTOGRAM_SIZE = (440, 190)  # width, height in pixels
-HISTOGRAM_BINS = 30
-
-
-def histogram(id_values: np.ndarray, ood_values: np.ndarray, cutoff: float, value: float) -> np.ndarray:
-    """Two overlaid histograms (ID blue, OOD orange, each as shares of its images) with the
-    threshold (black, dashed) and one value (red) marked -> uint8 (H, W, 3). The axis is labelled
-    at both ends; a legend line below gives the threshold and the value."""
-    width, height = HISTOGRAM_SIZE
-    margin, axis = 12, height - 42  # left/right margin, y of the x axis
-    low = min(id_values.min(), ood_values.min(), cutoff, value)
-    high = max(id_values.max(), ood_values.max(), cutoff, value)
-    high = high if high > low else low + 1.0
-    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
-    shares = [np.histogram(values, edges)[0] / len(values) for values in (id_values, ood_values)]
-    tallest = max(share.max() for share in shares)
-
-    def x_of(v: float) -> int:
-        return round(margin + (v - low) / (high - low) * (width - 2 * margin))
-
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-    bars = ImageDraw.Draw(layer)
-    for colour, share in zip((ID_COLOUR, OOD_COLOUR), shares):
-        for left, right, part in zip(edges[:-1], edges[1:], share):
-            if part > 0:
-                top = axis - round(part / tallest * (axis - 6))
-                bars.rectangle([x_of(left), top, x_of(right) - 1, axis], fill=(*colour, 140))
-    canvas.paste(layer, (0, 0), layer)
+def compose(panels: list[tuple[str, np.ndarray]], columns: int, title: str = "") -> np.ndarray:
+    """Pictures side by side, `columns` a row, each under its caption, with `title` on top, on
+    white -> uint8 (H, W, 3)."""
+    cell_width = max(picture.shape[1] for _, picture in panels) + 12
+    cell_height = max(picture.shape[0] for _, picture in panels) + 24
+    head = 26 if title else 4
+    rows = -(-len(panels) // columns)
+    canvas = Image.new("RGB", (columns * cell_width + 8, head + rows * cell_height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    draw.line([margin, axis, width - margin, axis], fill=(0, 0, 0))
-    for y in range(4, axis, 6):
-        draw.line([x_of(cutoff), y, x_of(cutoff), y + 3], fill=(0, 0, 0), width=2)
-    draw.line([x_of(value), 4, x_of(value), axis], fill=MARK_COLOUR, width=3)
-    font = ImageFont.load_default(12)
-    draw.text((x_of(low), axis + 3), f"{low:.3g}", fill=(0, 0, 0), font=font, anchor="la")
-    draw.text((x_of(high), axis + 3), f"{high:.3g}", fill=(0, 0, 0), font=font, anchor="ra")
-    legend = [("ID", ID_COLOUR), ("OOD", OOD_COLOUR), (f"this image {value:.3g}", MARK_COLOUR),
-              (f"threshold {cutoff:.3g} (dashed)", (0, 0, 0))]
-    x = margin
-    for text, colour in legend:
-        draw.text((x, height - 16), text, fill=colour, font=font)
-        x += round(draw.textlength(text, font=font)) + 14
+    if title:
+        draw.text((8, 6), title, fill=(0, 0, 0), font=font(14))
+    for n, (caption, picture) in enumerate(panels):
+        left, top = 8 + (n % columns) * cell_width, head + (n // columns) * cell_height
+        draw.text((left, top + 2), caption, fill=(0, 0, 0), font=font(11))
+        canvas.paste(Image.fromarray(picture), (left, top + 18))
     return np.asarray(canvas)

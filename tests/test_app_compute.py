@@ -8,7 +8,7 @@ import gradio as gr
 import pytest
 import torch
 
-from app import ui
+from app import wiring
 from app.compute import ComputeThread
 
 WHO = contextvars.ContextVar("who", default="nobody")
@@ -69,7 +69,7 @@ def test_a_wrapped_function_can_run_on_fewer_torch_threads_and_the_count_comes_b
 @pytest.mark.parametrize("cores, expected", [(1, 1), (2, 1), (8, 7)])
 def test_views_leave_one_core_to_the_browser(monkeypatch, cores, expected):
     monkeypatch.setattr(torch, "get_num_threads", lambda: cores)
-    assert ui.view_threads() == expected
+    assert wiring.view_threads() == expected
 
 
 class Recorder:
@@ -85,7 +85,7 @@ class Recorder:
 @pytest.mark.parametrize("every, expected", [(0.0, [1, 2, 3, 4]), (3600.0, [4])])
 def test_progress_reports_are_spaced_and_the_last_always_comes(every, expected):
     recorder = Recorder()
-    report = ui._progress(recorder, every=every)
+    report = wiring.progress_reporter(recorder, every=every)
     for done in range(1, 5):
         report(done, 4)
     assert [fraction * 4 for fraction, _ in recorder.calls] == expected

@@ -3,6 +3,7 @@
 import copy
 import itertools
 import json
+import runpy
 import shutil
 import threading
 from pathlib import Path
@@ -14,13 +15,16 @@ from matplotlib import colormaps
 from PIL import Image
 
 
-from app import handlers, inputs, reference, render
+from app import charts, handlers, inputs, ood, reference, render
 from app.attribution import attribution_view
-from app.handlers import PREDICTED
+from app.handlers import PREDICTED, TRUE_CLASS
+from app.learned import learned_view
 from app.models import UNTRAINED, load_models, synth_classes
 from vlp_core.commands import main as vlp
 from vlp_core.data.synthworld import get_suite
 from vlp_core.engine.metrics import patch_coverage, pointing_hits
+from vlp_core.data.synthworld import BACKGROUND, render_objects
+from vlp_core.methods.ood import fpr95_point
 from vlp_core.methods.templates import IMAGENET_TEMPLATES
 
 DEFAULT_TEXT = ", ".join(handlers.DEFAULT_CLASSES)
@@ -142,38 +146,61 @@ def test_gallop_view_marks_exactly_k_patches_and_equals_explain(models, session,
 
 
 def test_grounding_against_a_known_object():
+    """One definition of "on the object": any pixel of it. Patches 5 and 6 are all object, patch 7 a
+    fifth: three patches are on the object, for pointing, IoU and the top-k test alike."""
     coverage = torch.zeros(16)
     coverage[[5, 6]], coverage[7] = 1.0, 0.2
     scores = torch.arange(16.0)
     scores[5], scores[6] = 100.0, 99.0
-    assert handlers.grounding(scores, None, coverage) == {"pointing": True, "iou": 1.0, "object_patches": 2,
-                                                          "touches": True, "on_object": 1.0}
+    # the 3 most salient patches: 5, 6, 15; on the object 5, 6, 7: IoU 2 / 4
+    assert handlers.grounding(scores, None, coverage) == pytest.approx(
+        {"pointing": True, "iou": 0.5, "object_patches": 3, "touches": True, "on_object": 2 / 3})
+    scores[7] = 98.0  # now the top 3 are exactly the object's patches
+    assert handlers.grounding(scores, None, coverage)["iou"] == 1.0
     selected = torch.zeros(16, dtype=torch.bool)
-    selected[[6, 7, 8]] = True
+    selected[[6, 7, 8]] = True  # 6 and 7 on the object: IoU 2 / |{5, 6, 7, 8}|
     found = handlers.grounding(scores, selected, coverage)
-    assert found["iou"] == pytest.approx(1 / 4) and found["on_object"] == pytest.approx(2 / 3) and found["touches"]
+    assert found["iou"] == pytest.approx(2 / 4) and found["on_object"] == pytest.approx(2 / 3) and found["touches"]
+    scores[7] = 0.0
+    scores[15] = 1000.0  # the top patch off the object, the second on it
+    assert not handlers.grounding(scores, None, coverage)["pointing"]
     selected[:] = False
     selected[[0, 15]] = True
     assert not handlers.grounding(scores, selected, coverage)["touches"]
-    assert not handlers.grounding(-scores, selected, coverage)["pointing"]
 
 
 def test_ood_view_equals_the_method_and_thresholds(models, session):
-    view = handlers.ood_view(session, "GL-MCM", 0.5, 1.0)
+    view = ood.ood_view(session, "GL-MCM", 0.5, 1.0)
     gallop = models.methods["gallop"]
     gallop.set_classes(session.classes)
     scratch = gallop.ood_scores(session.disa.image, temperature=0.5)
-    for name, key in handlers.OOD_SCORES.items():
+    for name, key in ood.OOD_SCORES.items():
         assert view["scores"][name] == pytest.approx(float(scratch[key][0]), rel=1e-5)
     assert view["chance"]["GL-MCM"] == pytest.approx(2 / C)
     assert view["in_distribution"]  # a score is never below its chance level
-    assert not handlers.ood_view(session, "MCM", 0.5, C + 0.1)["in_distribution"]  # (C + 0.1) x 1/C > 1
+    assert not ood.ood_view(session, "MCM", 0.5, C + 0.1)["in_distribution"]  # (C + 0.1) x 1/C > 1
     with pytest.raises(ValueError, match="score must be one of"):
-        handlers.ood_view(session, "energy", 1.0, 1.0)
+        ood.ood_view(session, "energy", 1.0, 1.0)
+
+
+def test_the_default_ood_threshold_is_fpr95s(session):
+    """The default keeps at least 95 % of the suite's ID images, one slider step more keeps fewer:
+    it is FPR95's threshold (vlp_core's `fpr95_point`) on the slider's grid."""
+    for score, temperature in (("GL-MCM", 1.0), ("MCM", 0.5), ("L-MCM", 1.0)):
+        threshold = ood.default_threshold(session, score, temperature)
+        view = ood.ood_view(session, score, temperature, threshold)
+        found = view["reference"]
+        at95, tpr95, fpr95 = fpr95_point(found["id"], found["ood"])
+        assert found["fpr95"] == (at95 / view["chance"][score], tpr95, fpr95)
+        assert view["cutoff"] <= at95 and found["id_kept"] == tpr95 and found["ood_kept"] == fpr95
+        higher = ood.ood_view(session, score, temperature, threshold + ood.THRESHOLD_STEP)
+        assert higher["cutoff"] > at95 and higher["reference"]["id_kept"] < 0.95
+        fpr, tpr = found["roc"]
+        assert fpr[-1] == tpr[-1] == 1.0 and (fpr[np.argmax(tpr >= 0.95)], tpr[np.argmax(tpr >= 0.95)]) == (fpr95, tpr95)
 
 
 def test_slider_handlers_reuse_the_cache(models, session):
-    """Sliders run no text pass; GalLoP/OOD/predictions no image pass; DiSa only its two masked forwards,
+    """Sliders run no text pass; GalLoP/OOD/predictions/learned no image pass; DiSa only its two masked forwards,
     which share one run of the stem (none while DiSa still holds the image's stem tokens)."""
     visual = models.bundle.model.visual
     passes, stem_runs = [], []
@@ -182,8 +209,9 @@ def test_slider_handlers_reuse_the_cache(models, session):
     text_calls = models.methods["zeroshot"].frozen_text.encoder_calls
     try:
         handlers.gallop_view(session, PREDICTED, 3)
-        handlers.ood_view(session, "MCM", 1.0, 1.0)
+        ood.ood_view(session, "MCM", 1.0, ood.default_threshold(session, "MCM", 1.0))
         handlers.predictions_view(models, session, 3)
+        learned_view(models, session, TRUE_CLASS)
         assert passes == [] and stem_runs == []
         handlers.disa_view(models, session, "ring", 0.6, 0.8, seed=1)
         assert len(passes) == 2 and len(stem_runs) <= 1
@@ -305,6 +333,11 @@ def test_attributions(models, session, method):
     gradients = attribution_view(models, session, method, PREDICTED, "Integrated gradients", steps=8)
     assert gradients["map"].shape == (size, size) and np.isfinite(gradients["map"]).all()
     assert gradients["map"].max() > 0 and gradients["delta"] < 1e-2
+    model = models.methods[method]
+    with torch.no_grad():
+        image = session.disa.image
+        gap = model.logits(image)[0, gradients["class_index"]] - model.logits(torch.zeros_like(image))[0, gradients["class_index"]]
+    assert gradients["gap"] == pytest.approx(float(gap), rel=1e-4, abs=1e-6)  # what the attributions add up to
     cam = attribution_view(models, session, method, "circle", "gradcam")
     assert cam["map"].shape == (grid, grid) and (cam["map"] >= 0).all() and cam["class_index"] == 0
     with pytest.raises(ValueError, match="kind must be one of"):
@@ -322,8 +355,13 @@ def test_render_pictures(models, session):
         row, col = divmod(patch, grid)
         assert (picture[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell] == colours[patch]).all()
     picture = render.heatmap(session.pixels, np.arange(grid * grid, dtype=float), grid)
-    masked = render.fill_patches(render.upscale(session.pixels, grid), np.array([0, 5]), grid)
-    assert (masked[:cell, :cell] == render.MASKED).all() and (masked[:cell, 5 * cell:6 * cell] == render.MASKED).all()
+    masked = render.hatch_patches(render.upscale(session.pixels, grid), np.array([0, 5]), grid)
+    dark, light = render.HATCH
+    rows, cols = np.indices((cell, cell))  # in each masked cell: dark, and light on its diagonal
+    diagonal = (cols - rows >= 0) & (cols - rows < render.HATCH_WIDTH)
+    for cells in (np.s_[:cell, :cell], np.s_[:cell, 5 * cell:6 * cell]):
+        assert (masked[cells][diagonal] == light).all() and (masked[cells][~diagonal] == dark).all()
+    assert (masked[:cell, cell:2 * cell] == render.upscale(session.pixels, grid)[:cell, cell:2 * cell]).all()
     boxed = render.outline_patches(picture, np.eye(1, grid * grid, 3, dtype=bool)[0], grid)
     assert (boxed[:cell, 3 * cell] == render.SELECTED).all()  # left border of patch 3
     assert (boxed[cell // 2, 3 * cell + cell // 2] == picture[cell // 2, 3 * cell + cell // 2]).all()  # inside
@@ -356,7 +394,8 @@ def test_a_new_class_list_encodes_each_text_once(models, session, monkeypatch):
     finally:
         hook.remove()
     trained_text_passes = 5  # CoOp, IVLP, PromptSRC, DiSa, GalLoP (all its prompts in one pass)
-    templates = list(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES)))
+    templates = list(dict.fromkeys((*models.methods["zeroshot"].templates, *IMAGENET_TEMPLATES,
+                                    models.methods["gallop"].zero_shot_template)))
     heads = [len(models.bundle.tokenizer.encode(template.partition("{}")[0])) for template in templates]
     groups = list(dict.fromkeys(heads))
     assert first == len(groups) + trained_text_passes
@@ -394,7 +433,8 @@ def test_styles_reference_has_no_object_measures(models):
     assert session.mask is None and session.reference.suite == "styles"
     assert session.reference.pointing() is None and session.reference.ood_scores("mcm", 1.0) is None
     assert handlers.disa_view(models, session, PREDICTED, 0.3, 0.5, 0)["grounding"] is None
-    assert handlers.ood_view(session, "MCM", 1.0, 1.0)["reference"] is None
+    assert ood.ood_view(session, "MCM", 1.0, 1.0)["reference"] is None
+    assert ood.default_threshold(session, "MCM", 1.0) is None
 
 
 def test_trust_numbers_in_the_views(models, session):
@@ -404,13 +444,11 @@ def test_trust_numbers_in_the_views(models, session):
     touched, random = session.reference.touch((1, 2, 3, 4))
     np.testing.assert_array_equal(gallop["reference"][0], touched)
     assert all(found["touches"] == (found["on_object"] > 0) for found in gallop["grounding"])
-    view = handlers.ood_view(session, "GL-MCM", 1.0, 1.2)
+    view = ood.ood_view(session, "GL-MCM", 1.0, 1.2)
     found = view["reference"]
     assert found["suite"] == "shapes" and len(found["id"]) == len(found["ood"]) == reference.REFERENCE_IMAGES
     assert found["id_kept"] == pytest.approx(float((found["id"] >= view["cutoff"]).mean()))
     assert found["ood_kept"] == pytest.approx(float((found["ood"] >= view["cutoff"]).mean()))
-    threshold = handlers.threshold_keeping(session.reference, "GL-MCM", 1.0, 0.95, C)
-    assert handlers.ood_view(session, "GL-MCM", 1.0, threshold)["reference"]["id_kept"] >= 0.95
 
 
 def test_landing_sample_is_the_first_test_item_zero_shot_gets_right(models):
@@ -443,3 +481,173 @@ def test_a_session_copy_is_the_session(session):
     session itself, never a copy of the CLIP its DiSa cache refers to."""
     copied = copy.deepcopy({"state": session})["state"]
     assert copied is session and copied.disa.method is session.disa.method
+
+
+# ---------------------------------------------------------------- true labels, base / novel, what prompts learned
+
+
+def test_a_sample_knows_its_true_label_and_marks_every_prediction(models, session):
+    assert session.label == inputs.sample_label("shapes/test/3") == handlers.DEFAULT_CLASSES[3 % C]
+    assert session.true_index == 3 % C
+    view = handlers.predictions_view(models, session, 3)
+    for name, probabilities in session.probabilities.items():
+        predicted = int(probabilities.argmax())
+        assert view["predicted"][name] == session.classes[predicted]
+        assert view["right"][name] == (predicted == session.true_index)
+    assert [note.startswith("true class") for note in view["notes"]] == [row[0] == session.label for row in view["rows"]]
+    ood_sample = handlers.load_sample(models, "ood/test/3", DEFAULT_TEXT).session
+    assert ood_sample.label == "flower" and ood_sample.true_index is None  # not a class of the list
+    assert set(handlers.predictions_view(models, ood_sample, 3)["right"].values()) == {None}
+
+
+def test_the_query_defaults_to_the_true_class_and_can_be_the_prediction(models, session):
+    assert handlers.default_query(session) == TRUE_CLASS
+    wrong = next(name for name in session.probabilities if not session.right(name))  # a random tiny model errs
+    assert handlers.resolve_class(session, TRUE_CLASS, wrong) == session.true_index
+    assert handlers.resolve_class(session, PREDICTED, wrong) == session.predicted(wrong) != session.true_index
+    disa = handlers.disa_view(models, session, TRUE_CLASS, 0.3, 0.5, 0)
+    assert disa["class_index"] == session.true_index
+    upload = handlers.ImageInput(session.pixels, None, "upload: x.png")
+    unlabelled = handlers.encode(models, upload, inputs.ClassList(session.classes))
+    assert unlabelled.label is None and handlers.default_query(unlabelled) == PREDICTED
+    assert handlers.resolve_class(unlabelled, TRUE_CLASS, "disa") == unlabelled.predicted("disa")
+
+
+def test_classes_the_prompts_were_trained_on_are_base(models, prompts):
+    trained = json.loads((prompts / "coop" / "checkpoint.json").read_text())["classes"]
+    assert set(models.trained_classes) == {"coop"} and trained == list(handlers.DEFAULT_CLASSES[:len(trained)])
+    assert [models.class_part(name) for name in handlers.DEFAULT_CLASSES] == (
+        ["base"] * len(trained) + ["novel"] * (C - len(trained)))
+    assert models.class_part(trained[0].upper()) == "base" and models.class_part("red circle") == "novel"
+    assert models.seen_by(trained[1]) == ["coop"]
+
+
+def test_a_scenes_sample_is_checked_against_both_of_its_shapes(models):
+    key = "scenes/test/3"
+    session = handlers.load_sample(models, key, ", ".join(inputs.sample_classes(key))).session
+    suite = get_suite("scenes", image_size=models.bundle.image_size)
+    _, objects = render_objects(suite.scene("test", 3), models.bundle.image_size)
+    assert np.array_equal(session.mask, objects != BACKGROUND) and set(np.unique(objects)) == {BACKGROUND, 0, 1}
+    coverage = patch_coverage(session.mask, models.grid)
+    found = handlers.disa_view(models, session, TRUE_CLASS, 0.3, 0.5, 0)["grounding"]
+    assert found["object_patches"] == int((coverage > 0).sum())  # the patches of both shapes
+    main_only = patch_coverage(objects == 0, models.grid)
+    assert found["object_patches"] > int((main_only > 0).sum())
+    ref = session.reference
+    assert ref.suite == "scenes" and float((ref.coverage > 0).float().mean()) == pytest.approx(ref.pointing()[1])
+
+
+def test_what_the_prompts_learned(models, session):
+    view = learned_view(models, session, TRUE_CLASS)
+    assert list(view["maps"]) == ["disa", "gallop"]
+    for name, maps in view["maps"].items():
+        assert maps["class_index"] == session.true_index
+        for side in ("zero_shot", "learned", "difference"):
+            assert maps[side].shape == (models.num_patches,)
+        np.testing.assert_allclose(maps["difference"], maps["learned"] - maps["zero_shot"], atol=1e-7)
+        coverage = patch_coverage(session.mask, models.grid)
+        assert maps["grounding"]["learned"] == handlers.grounding(torch.from_numpy(maps["learned"]), None, coverage)
+    np.testing.assert_allclose(view["maps"]["disa"]["zero_shot"], handlers.disa_view(
+        models, session, TRUE_CLASS, 0.3, 0.5, 0)["saliency"], rtol=1e-6)
+    # GalLoP is untrained here: its prompts are its initial words, every local prompt the same
+    np.testing.assert_allclose(view["maps"]["gallop"]["learned"], view["maps"]["gallop"]["zero_shot"], atol=1e-5)
+    np.testing.assert_allclose(view["local_prompts"]["context"], np.ones(4))
+    np.testing.assert_allclose(view["local_prompts"]["text"], np.ones(4), atol=1e-6)
+    words = models.context_words
+    assert set(words) == {"coop", "ivlp", "promptsrc", "disa", "gallop"}
+    assert [w for w, _ in (position[0] for position in words["gallop"]["local 1"])] == ["a", "photo", "of", "a"]
+    assert all(distance == pytest.approx(0.0, abs=1e-5) for position in words["gallop"]["local 1"]
+               for _, distance in position[:1])  # the initial prompt is those words' embeddings
+
+
+def test_a_one_class_list_says_why_it_shows_100_percent(models):
+    cleaned = inputs.parse_classes("circle", models.bundle.tokenizer, models.name_token_budget)
+    assert cleaned.names == ["circle"] and "100 %" in cleaned.notices[-1]
+
+
+# ---------------------------------------------------------------- every view as a PNG and the Python that redraws it
+
+
+@pytest.mark.parametrize("view, controls", [
+    ("disa", (TRUE_CLASS, 0.3, 0.5, 2)),
+    ("gallop", (PREDICTED, False, 10, 3, 4, 5, 6)),
+    ("ood", ("GL-MCM", 1.0, 1.2)),
+    ("predictions", (3,)),
+    ("learned", (TRUE_CLASS, "GalLoP")),
+    ("attribution", ("CoOp", TRUE_CLASS, "Grad-CAM (penultimate block)", 8)),
+])
+def test_a_view_exports_a_png_and_the_python_that_recomputes_it(models, session, tmp_path, monkeypatch, view,
+                                                                 controls):
+    from app import export
+
+    png, script = export.export_view(models, session, view, *controls)
+    assert Image.open(png).format == "PNG" and Image.open(png).size[0] > 200
+    monkeypatch.chdir(tmp_path)
+    namespace = runpy.run_path(script)
+    assert (tmp_path / f"{view}_redrawn.png").stat().st_size > 0
+    index = session.true_index
+    if view == "disa":
+        expected = handlers.disa_view(models, session, TRUE_CLASS, 0.3, 0.5, 2)
+        np.testing.assert_allclose(namespace["out"]["saliency"].numpy(), expected["saliency"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(namespace["out"]["masked"].numpy(), expected["masked"])
+    elif view == "gallop":
+        expected = handlers.gallop_view(session, PREDICTED, [3, 4, 5, 6])
+        np.testing.assert_allclose(namespace["out"]["maps"].numpy(), expected["maps"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(namespace["out"]["selected"].numpy(), expected["selected"])
+    elif view == "ood":
+        expected = ood.ood_view(session, "GL-MCM", 1.0, 1.2)
+        assert namespace["value"] == pytest.approx(expected["scores"]["GL-MCM"], rel=1e-5)
+        assert namespace["fpr95"] == pytest.approx(expected["reference"]["fpr95"][2], abs=1 / 100)
+    elif view == "predictions":
+        for name, probabilities in session.probabilities.items():
+            np.testing.assert_allclose(namespace["probabilities"][name].numpy(), probabilities, rtol=1e-4, atol=1e-6)
+    elif view == "learned":
+        expected = learned_view(models, session, TRUE_CLASS)["maps"]
+        for name in ("disa", "gallop"):
+            np.testing.assert_allclose(namespace["maps"][name]["learned"].numpy(), expected[name]["learned"],
+                                       rtol=1e-5, atol=1e-6)
+    else:
+        expected = attribution_view(models, session, "coop", TRUE_CLASS, "gradcam")
+        assert expected["class_index"] == index
+        np.testing.assert_allclose(namespace["values"].numpy(), expected["map"], rtol=1e-4, atol=1e-6)
+
+
+def test_an_uploaded_image_is_exported_with_the_input_its_script_reads(models, session, tmp_path, monkeypatch):
+    from app import export
+
+    upload = handlers.encode(models, handlers.ImageInput(session.pixels[::-1].copy(), None, "upload: x.png"),
+                             inputs.ClassList(session.classes))
+    png, script, model_input = export.export_view(models, upload, "disa", PREDICTED, 0.3, 0.5, 0)
+    assert np.array_equal(np.asarray(Image.open(model_input)), upload.pixels)
+    monkeypatch.chdir(Path(model_input).parent)
+    namespace = runpy.run_path(script)
+    expected = handlers.disa_view(models, upload, PREDICTED, 0.3, 0.5, 0)
+    np.testing.assert_allclose(namespace["out"]["saliency"].numpy(), expected["saliency"], rtol=1e-5, atol=1e-7)
+
+
+def test_chart_ticks_and_colour_bars_by_hand():
+    assert charts.nice_ticks(0.178, 0.242, 5) == [0.18, 0.2, 0.22, 0.24]  # steps of 0.02 >= 0.064 / 5
+    assert charts.nice_ticks(0.0, 0.37, 3) == [0.0, 0.2]  # steps of 0.2 >= 0.37 / 3
+    assert charts.nice_ticks(1.0, 1.0) == [1.0]
+    picture = np.zeros((120, 100, 3), np.uint8)
+    barred = render.with_colour_bar(picture, (-2.0, 6.0), label="cosine")
+    assert barred.shape == (120, 100 + render.BAR_WIDTH, 3) and (barred[:, :100] == 0).all()
+    x, top, bottom = 100 + 6 + render.BAR_STRIPE // 2, 8, 120 - 22 - 1  # the ramp runs from the top to the label
+    ends = (colormaps[render.HEAT_CMAP]([1.0, 0.0])[:, :3] * 255).round()
+    assert (barred[top, x] == ends[0]).all() and (barred[bottom, x] == ends[1]).all()  # high on top
+    values = np.array([[-5.0, 0.0], [2.0, 9.0]])  # outside the span: its end colours
+    colours = render.colorize(values, span=(0.0, 2.0))
+    assert (colours[0, 0] == colours[0, 1]).all() and (colours[1, 0] == colours[1, 1]).all()
+    assert render.symmetric_range(np.array([-0.2, 0.5]), np.array([0.1])) == (-0.5, 0.5)
+
+
+def test_roc_chart_marks_the_operating_points():
+    fpr, tpr = np.array([0.0, 0.5, 1.0]), np.array([0.5, 1.0, 1.0])
+    picture = charts.roc_chart(fpr, tpr, (0.5, 1.0), (1.0, 1.0), auroc=0.875)
+    width, height = charts.ROC_SIZE
+    assert picture.shape == (height, width, 3)
+    left, top, right, bottom = 44, 8, width - 12, height - 46  # the plot box: (0, 0) bottom left, (1, 1) top right
+    x, y = round(left + 0.5 * (right - left)), top  # the threshold's point (FPR 0.5, TPR 1.0)
+    assert tuple(picture[y, x]) == charts.MARK_COLOUR
+    histogram = charts.histogram(np.array([0.2, 0.3]), np.array([0.1, 0.15]), cutoff=0.25, value=0.3)
+    assert histogram.shape == (charts.HISTOGRAM_SIZE[1], charts.HISTOGRAM_SIZE[0], 3)

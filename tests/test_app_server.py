@@ -1,12 +1,14 @@
 """The app served in-process on 127.0.0.1 and driven through its API with gradio_client."""
 
 import threading
+from pathlib import Path
 
 import gradio as gr
 import pytest
 from PIL import Image
 
 from app.handlers import DEFAULT_CLASSES
+from app.summaries import escape
 from app.main import parse_args
 from vlp_core.data.synthworld import get_suite
 
@@ -33,15 +35,16 @@ def test_serves_locally_without_a_share_link(app_server):
 def test_views_answer_outside_the_queue_and_no_run_history_is_kept(app_server):
     config = app_server.get_config_file()
     queued = {dep["api_name"]: dep["queue"] for dep in config["dependencies"]}
-    assert not any(queued[name] for name in ("disa", "disa_mask", "gallop", "ood", "predictions"))
+    assert not any(queued[name] for name in ("disa", "disa_mask", "gallop", "ood", "ood_score", "predictions",
+                                             "learned", "learned_words"))
     assert all(queued[name] is not False for name in ("load_sample", "upload", "set_classes", "attribution"))
     assert config["run_history"] is False
 
 
 def test_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/load_sample", "/upload", "/set_classes", "/disa", "/disa_mask", "/gallop", "/ood", "/predictions",
-            "/attribution"} <= set(endpoints)
+    assert {"/load_sample", "/upload", "/set_classes", "/disa", "/disa_mask", "/gallop", "/ood", "/ood_score",
+            "/predictions", "/learned", "/learned_words", "/attribution"} <= set(endpoints)
 
 
 def test_sliders_on_the_default_image(client):
@@ -49,9 +52,11 @@ def test_sliders_on_the_default_image(client):
     assert "Masked **32** of 64 patches" in summary and "How far to trust the saliency" in summary
     assert "test images, DiSa's saliency for the true class points at the object" in summary
     assert table["headers"][0] == "class" and len(table["data"]) == 8 and table["data"][0][1].endswith(" %")
-    verdict, histogram = client.predict("MCM", 1.0, 3.0, api_name="/ood")
+    verdict, histogram, roc = client.predict("MCM", 1.0, 3.0, api_name="/ood")
     assert "out-of-distribution" in verdict  # 3x chance is out of reach for near-uniform cosines
-    assert "`shapes` test images (ID)" in verdict and histogram is not None
+    assert "`shapes` test images (ID: the TPR)" in verdict and histogram is not None and roc is not None
+    verdict, _, _, threshold = client.predict("GL-MCM", 1.0, 3.0, api_name="/ood_score")  # back to 95 % TPR
+    assert threshold < 3.0 and "**95.0 %** of 100 `shapes` test images (ID: the TPR)" in verdict
     maps, global_head, local_head, combined, text = client.predict(
         "square", True, 6, 5, 10, 15, 20, api_name="/gallop")
     assert [item["caption"] for item in maps] == [f"prompt {n} · k = 6" for n in range(1, 5)]
@@ -139,16 +144,16 @@ def _new_user_session(app_server):
 
 
 def test_events_run_on_the_compute_thread(app_server, monkeypatch):
-    from app import ui
+    from app import views
     from app.compute import COMPUTE
 
-    threads, real = [], ui.disa_view
+    threads, real = [], views.disa_view
 
     def recording(*args, **kwargs):
         threads.append(threading.get_ident())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ui, "disa_view", recording)
+    monkeypatch.setattr(views, "disa_view", recording)
     _, summary, _ = _event(app_server, "disa_mask")(_new_user_session(app_server), "(predicted class)", 0.5, 1.0, 0)
     assert "Masked **32** of 64 patches" in summary
     assert threads == [COMPUTE.run(threading.get_ident)] and threads[0] != threading.get_ident()
@@ -165,3 +170,28 @@ def test_new_users_share_the_landing_session_instead_of_copying_it(app_server, m
 
     monkeypatch.setattr(torch.Tensor, "__deepcopy__", refuse)
     assert _new_user_session(app_server) is _new_user_session(app_server)
+
+
+def test_a_view_downloads_as_a_png_with_its_python(client):
+    files = client.predict("(predicted class)", 0.3, 0.5, 0, api_name="/export_disa")
+    names = sorted(Path(file["path"] if isinstance(file, dict) else file).name for file in files["value"])
+    assert names == ["disa.png", "redraw_disa.py"]
+
+
+def test_switching_the_prompts_folder_without_a_restart(client, tmp_path):
+    from vlp_core.commands import main as vlp
+
+    status, *_ = client.predict(str(tmp_path / "missing"), api_name="/load_prompts")
+    assert "Not loaded:" in status and "No folder" in status
+    assert vlp(["train", "--method", "coop", "--model", "vlp-tiny", "--epochs", "1", "--shots", "1",
+                "--out", str(tmp_path / "coop"), "--quiet"]) == 0
+    try:
+        status, *outputs = client.predict(str(tmp_path), api_name="/load_prompts")
+        description = next(text for text in outputs if isinstance(text, str) and "| method | prompts |" in text)
+        trained = escape(f"trained ({tmp_path / 'coop'})")
+        assert f"| CoOp | {trained} |" in description
+        assert "shapes base classes, 6 classes (CoOp)" in status  # what the loaded prompts were trained on
+    finally:  # back to no checkpoints at all, as the app was started (other tests share it)
+        (tmp_path / "none").mkdir()
+        status, *_ = client.predict(str(tmp_path / "none"), api_name="/load_prompts")
+        assert "no method has trained prompts" in status

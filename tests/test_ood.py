@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from vlp_core.methods.ood import auroc, fpr_at_95_tpr, gl_mcm, l_mcm, mcm
+from vlp_core.methods.ood import auroc, fpr95_point, fpr_at_95_tpr, gl_mcm, l_mcm, mcm, roc_curve
 
 
 def _sigmoid(x):
@@ -69,6 +69,19 @@ def test_threshold_at_exactly_95_percent():
     assert math.isclose(fpr_at_95_tpr(id_scores, ood_scores), 2 / 4)
     # pairs with ID above OOD: 1.5 -> 19, 2.0 -> 18 + a tie, 2.5 -> 18, 0.0 -> 20
     assert math.isclose(auroc(id_scores, ood_scores), (19 + 18.5 + 18 + 20) / 80)
+
+
+def test_roc_curve_and_the_fpr95_point_by_hand():
+    id_scores, ood_scores = [0.9, 0.7, 0.5, 0.3], [0.8, 0.6, 0.4, 0.2]
+    fpr, tpr, thresholds = roc_curve(id_scores, ood_scores)
+    assert thresholds.tolist() == [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    assert tpr.tolist() == [0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 1.0, 1.0]
+    assert fpr.tolist() == [0.0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 1.0]
+    assert fpr95_point(id_scores, ood_scores) == (0.3, 1.0, 0.75)  # all four ID scores are needed
+    id_scores = np.arange(1, 21, dtype=np.float64)  # 19 of 20 = 95%: threshold 2, and 2.0 and 2.5 pass
+    assert fpr95_point(id_scores, [1.5, 2.0, 2.5, 0.0]) == (2.0, 0.95, 0.5)
+    fpr, tpr, thresholds = roc_curve([1.0, 1.0], [1.0, 0.0])  # a tie crosses its threshold together
+    assert thresholds.tolist() == [1.0, 0.0] and tpr.tolist() == [1.0, 1.0] and fpr.tolist() == [0.5, 1.0]
 
 
 def test_ties_count_half_and_pass_the_threshold_together():

@@ -292,6 +292,21 @@ def test_load_image_is_rgb_of_the_requested_size(size):
     assert mask.shape == (size, size) and mask.dtype == bool and mask.any()
 
 
+def test_a_scenes_mask_covers_both_shapes_its_label_names():
+    suite = get_suite("scenes", **SMALL)
+    for index in range(6):
+        image, mask, spec = suite.render_item("test", index)
+        rendered, objects = render_objects(spec, suite.image_size)
+        assert np.array_equal(image, rendered) and len(spec.distractors) == 1
+        assert (objects == 0).any() and (objects == 1).any()  # both shapes show
+        assert np.array_equal(mask, objects != BACKGROUND)  # and the mask is exactly their pixels
+        assert {spec.main.shape, spec.distractors[0].shape} == set(SCENE_PAIRS[index % len(SCENE_PAIRS)])
+        assert np.array_equal(suite.load_mask(suite.split("test")[index]), mask)
+    shapes = get_suite("shapes", **SMALL)  # one labelled object: the main one alone, distractors left out
+    _, mask, spec = shapes.render_item("test", 2)
+    assert spec.distractors and np.array_equal(mask, render(spec, shapes.image_size)[1])
+
+
 def test_the_styles_suite_has_no_object_mask():
     suite = get_suite("styles", **SMALL)  # its label is the picture's style, not the object
     assert suite.load_mask(suite.split("test")[0]) is None

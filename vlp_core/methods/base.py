@@ -7,6 +7,8 @@ holds a reference to a frozen CLIP that it never registers as a submodule, so `p
 Every method declares, as class attributes, its `name` (the CLI's), `title` (the app's), `order` (its
 place in lists), `config_class` (its options, a dataclass with the paper defaults) and whether it is
 `trainable`; `@register` (`vlp_core.methods.registry`) adds the class to the one list of methods.
+A method that can show what it looks at in one image declares it by inheriting `Explainable`
+(DiSa and GalLoP); callers ask `isinstance(method, Explainable)`, never probe for the methods.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class PromptMethod(nn.Module, ABC):
 
     Required: `loss`, `logits`, `text_features`, `image_features`. Optional, with defaults here:
     `prepare_training` with `training_constants` / `load_training_constants`, `on_epoch_end`,
-    `head_logits` (several heads), `ood_scores` (more scores), `check_batch_split`.
+    `head_logits` (several heads), `ood_scores` (more scores), `check_batch_split`,
+    `text_contexts` (learned context vectors to read as words). Capability: `Explainable`.
     Shapes: B images, C classes, D joint embedding size.
     """
 
@@ -181,9 +184,48 @@ class PromptMethod(nn.Module, ABC):
         """ID-ness scores (B,) by name (higher = in-distribution); here MCM on the cosines."""
         return {"mcm": mcm(self.logits(images) / self.logit_scale)}
 
+    def text_contexts(self) -> dict[str, Tensor]:
+        """The learned context vectors that stand in for words at the text encoder's input, by name
+        -> each (n_ctx, Dt) (none here). CoOp's interpretation reads each as its nearest words in
+        the vocabulary (`vlp_core.methods.interpret.nearest_words`); deeper layers' prompts are not
+        in the token-embedding space and are not listed."""
+        return {}
+
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """Only the learned tensors, detached, for checkpoints."""
         return {k: v.detach().clone() for k, v in self.state_dict().items()}
 
     def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
         self.load_state_dict(state, strict=True)
+
+
+class ExplainCache(ABC):
+    """One image encoded once by an `Explainable` method against its current class list, so that
+    repeated explanations (a slider's moves) run no text pass and at most the image passes their
+    settings change. C classes."""
+
+    @property
+    @abstractmethod
+    def probabilities(self) -> Tensor:
+        """(C,) the method's class probabilities on the full image."""
+
+    @abstractmethod
+    def explain(self, class_index: int | None = None, *settings) -> dict:
+        """What the method looks at for class `class_index`, under the method's own settings
+        (DiSa: mask ratio, pool and seed; GalLoP: top-k per local prompt)."""
+
+    @abstractmethod
+    def zero_shot_vs_learned(self, class_index: int) -> dict:
+        """What prompt learning changed in the method's patch map of one class: "zero_shot" (P,)
+        the map frozen CLIP gives, "learned" (P,) the map with the learned prompts, "difference"
+        (P,) learned - zero_shot, and "values", what the maps hold ("saliency" or "cosine")."""
+
+
+class Explainable(ABC):
+    """Capability: the method explains its prediction on one image (its patch maps for a class).
+
+    Declared by inheritance, e.g. `class DiSa(PromptSRC, Explainable)`."""
+
+    @abstractmethod
+    def explain_cache(self, image: Tensor) -> ExplainCache:
+        """Encode one image (1, 3, S, S) once against the current class list, for repeated `explain` calls."""

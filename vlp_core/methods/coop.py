@@ -168,6 +168,14 @@ class CoOp(PromptMethod):
         rows = torch.arange(len(ids), device=self.device)[:, None].expand_as(positions)
         return embeddings.index_put((rows, positions - 1), ctx)
 
+    def text_contexts(self) -> dict[str, Tensor]:
+        """The learned context (n_ctx, Dt) under "context", or with `csc` one per class, "context of <class>"."""
+        if self.text_ctx is None:
+            return {}
+        if not self.config.csc:
+            return {"context": self.text_ctx}
+        return {f"context of {name}": ctx for name, ctx in zip(self.class_names, self.text_ctx)}
+
     def image_features(self, images: Tensor) -> Tensor:
         """images (B, 3, S, S) -> (B, D) normalised image features (frozen CLIP for CoOp)."""
         return F.normalize(self.clip.model.encode_image(images), dim=-1)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from vlp_core.backbone import ClipBundle, FrozenTextFeatures, encode_image_prompted
 from vlp_core.choices import check_choice
-from vlp_core.methods.base import Step, kl_rows
+from vlp_core.methods.base import Explainable, ExplainCache, Step, kl_rows
 from vlp_core.methods.promptsrc import PromptSRC, PromptSRCConfig
 from vlp_core.methods.registry import register
 from vlp_core.methods.saliency import blank_patches, mask_sizes, patch_saliency, saliency_mask
@@ -98,7 +98,7 @@ def class_prototypes(features: Tensor, labels: Tensor, num_classes: int) -> Tens
 
 
 @register
-class DiSa(PromptSRC):
+class DiSa(PromptSRC, Explainable):
     """PromptSRC + L_CIR + λ·L_DiR. Loss terms: ce, sr_text, sr_image, sr_logits, cir, dir (each
     weighted, absent when switched off) and total = their sum."""
 
@@ -208,11 +208,14 @@ class DiSa(PromptSRC):
         if image.shape[0] != 1:
             raise ValueError(f"explain takes one image (1, 3, S, S), got {tuple(image.shape)}")
         scale, image = self.logit_scale, image.to(self.device)
-        teacher, text = self.teacher_text, self.text_features()
-        frozen = encode_image_prompted(self.clip.model, image, patches=True, tokens=self.image_tokens(image))
+        teacher, text, tokens = self.teacher_text, self.text_features(), self.image_tokens(image)
+        frozen = encode_image_prompted(self.clip.model, image, patches=True, tokens=tokens)
+        prompted = encode_image_prompted(self.clip.model, image, self.vision_ctx, self.vision_deep, patches=True,
+                                         tokens=tokens)
         return DiSaExplainCache(
-            method=self, image=image, frozen_patches=frozen.patches, text=text, teacher=teacher,
-            prompted_full=torch.softmax(scale * self.image_features(image) @ text.T, dim=-1)[0],
+            method=self, image=image, frozen_patches=frozen.patches, prompted_patches=prompted.patches, text=text,
+            teacher=teacher,
+            prompted_full=torch.softmax(scale * F.normalize(prompted.pooled, dim=-1) @ text.T, dim=-1)[0],
             frozen_full=torch.softmax(scale * F.normalize(frozen.pooled, dim=-1) @ teacher.T, dim=-1)[0])
 
     def explain(self, image: Tensor, class_index: int | None = None, ratio: float | None = None,
@@ -222,17 +225,33 @@ class DiSa(PromptSRC):
 
 
 @dataclass
-class DiSaExplainCache:
+class DiSaExplainCache(ExplainCache):
     """One image's frozen patch embeddings, text features and full-image predictions, so a new
     class, ratio, pool or seed only re-draws the mask and runs the two masked image forwards."""
 
     method: DiSa
     image: Tensor  # (1, 3, S, S)
     frozen_patches: Tensor  # (1, P, D), the saliency keys
+    prompted_patches: Tensor  # (1, P, D), the same from DiSa's prompted image tower
     text: Tensor  # (C, D) ĝ_p
     teacher: Tensor  # (C, D) ĝ_o, the saliency queries
     prompted_full: Tensor  # (C,) softmax(s f̂_p ĝ_pᵀ)
     frozen_full: Tensor  # (C,) softmax(s f̂_o ĝ_oᵀ)
+
+    @property
+    def probabilities(self) -> Tensor:
+        """(C,) DiSa's prediction on the full image, softmax(s f̂_p ĝ_pᵀ)."""
+        return self.prompted_full
+
+    def zero_shot_vs_learned(self, class_index: int) -> dict:
+        """The saliency of class `class_index` as DiSa's mask reads it, from frozen CLIP (frozen
+        patch embeddings × the frozen ensemble ĝ_o), and as the learned prompts would give it
+        (prompted patch embeddings × the prompted text ĝ_p), both softmax_p(cos / τ): "zero_shot"
+        and "learned" (P,) summing to 1, "difference" (P,) learned - zero_shot summing to 0."""
+        tau = self.method.config.saliency_tau
+        zero_shot = patch_saliency(self.frozen_patches, self.teacher[[class_index]], tau)[0]
+        learned = patch_saliency(self.prompted_patches, self.text[[class_index]], tau)[0]
+        return {"zero_shot": zero_shot, "learned": learned, "difference": learned - zero_shot, "values": "saliency"}
 
     @torch.no_grad()
     def explain(self, class_index: int | None = None, ratio: float | None = None,

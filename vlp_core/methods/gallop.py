@@ -30,7 +30,7 @@ from vlp_core.backbone import (
     prompt_token_ids,
 )
 from vlp_core.choices import check_choice
-from vlp_core.methods.base import PromptMethod, readable
+from vlp_core.methods.base import Explainable, ExplainCache, PromptMethod, readable
 from vlp_core.methods.ood import gl_mcm, l_mcm, mcm
 from vlp_core.methods.registry import register
 from vlp_core.methods.topk import (
@@ -95,15 +95,34 @@ def gallop_ood_scores(global_sims: Tensor, local_sims: Tensor, temperature: floa
 
 
 @dataclass
-class GalLoPExplainCache:
+class GalLoPExplainCache(ExplainCache):
     """Everything `explain` needs about one image, so a new k or class re-thresholds without an
     encoder pass: its cosines with every (class, prompt) text feature of the current class list."""
 
     global_sims: Tensor  # (C, Mg)
     local_sims: Tensor  # (P, C, Ml)
+    frozen_local_sims: Tensor  # (P, C) frozen CLIP's value-only local features . the frozen text of the initial prompt
     scale: float  # s
     grid: tuple[int, int]  # patch grid (rows, columns), rows * columns = P
     default_ks: tuple[int, ...]  # the method's k_n
+
+    @property
+    def probabilities(self) -> Tensor:
+        """(C,) GalLoP's prediction on the full image: softmax of the combined logits at the method's ks."""
+        local = self.local_sims[None]
+        ks = clip_ks(self.default_ks, local.shape[-1], local.shape[1])
+        logits = gallop_logits(self.global_sims[None], topk_local_scores(local, ks), self.scale)["combined"]
+        return torch.softmax(logits[0], dim=-1)
+
+    def zero_shot_vs_learned(self, class_index: int) -> dict:
+        """The local map of class `class_index` before and after learning: "zero_shot" (P,) the
+        cosine of frozen CLIP's value-only local features with the frozen text of GalLoP's initial
+        prompt (`GalLoP.zero_shot_template`: what an untrained GalLoP computes), "learned" (P,) the
+        mean over the local prompts of their cosine maps (`explain`'s "maps"), and "difference"
+        (P,) learned - zero_shot."""
+        zero_shot = self.frozen_local_sims[:, class_index]
+        learned = self.local_sims[:, class_index].mean(-1)
+        return {"zero_shot": zero_shot, "learned": learned, "difference": learned - zero_shot, "values": "cosine"}
 
     def explain(self, class_index: int, ks: int | Sequence[int] | None = None) -> dict:
         """Local-prompt maps and selections for one class, and the logits of every class.
@@ -137,7 +156,7 @@ class GalLoPExplainCache:
 
 
 @register
-class GalLoP(PromptMethod):
+class GalLoP(PromptMethod, Explainable):
     """Global and local prompts over a frozen CLIP (ViT image tower)."""
 
     name = "gallop"
@@ -163,6 +182,17 @@ class GalLoP(PromptMethod):
         self.reseed(cfg.seed)
         self._class_ids: Tensor | None = None  # (C, L) prompt token ids, set per class list
         self._text_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
+
+    @property
+    def zero_shot_template(self) -> str:
+        """The frozen text template that GalLoP's initial prompts spell ("a photo of a {}"): with it,
+        frozen CLIP computes what an untrained GalLoP does."""
+        return f"{self.config.ctx_init} {self.config.template}"
+
+    def text_contexts(self) -> dict[str, Tensor]:
+        """Each global and local prompt's context (n_ctx, Dt): "global 1".."global Mg", "local 1".."local Ml"."""
+        return {**{f"global {n + 1}": ctx for n, ctx in enumerate(self.global_prompts)},
+                **{f"local {n + 1}": ctx for n, ctx in enumerate(self.local_prompts)}}
 
     # ------------------------------------------------------------------ text side
 
@@ -262,13 +292,18 @@ class GalLoP(PromptMethod):
 
     @torch.no_grad()
     def explain_cache(self, image: Tensor) -> GalLoPExplainCache:
-        """Encode one image (1, 3, S, S) against the current class list, for repeated `explain` calls."""
+        """Encode one image (1, 3, S, S) against the current class list, for repeated `explain` calls:
+        its cosines with every prompt's text, and frozen CLIP's local cosines with the frozen text of
+        `zero_shot_template` (for `zero_shot_vs_learned`)."""
         if image.shape[0] != 1:
             raise ValueError(f"explain takes one image (1, 3, S, S), got a batch of {image.shape[0]}")
         global_sims, local_sims = self.similarities(image)
+        frozen = encode_image_prompted(self.clip.model, image.to(self.device), local=True)
+        frozen_text = self.frozen_text(self.class_names, (self.zero_shot_template,))
         return GalLoPExplainCache(
             global_sims=global_sims[0],
             local_sims=local_sims[0],
+            frozen_local_sims=F.normalize(frozen.local[0], dim=-1) @ frozen_text.T.to(frozen.local.dtype),
             scale=float(self.logit_scale),
             grid=tuple(self.clip.model.visual.grid_size),
             default_ks=self.config.topk,

@@ -52,11 +52,11 @@ def _as_scores(scores: ScoreList, what: str) -> Tensor:
     return values
 
 
-def _roc_points(id_scores: ScoreList, ood_scores: ScoreList) -> tuple[Tensor, Tensor, int, int]:
+def _roc_points(id_scores: ScoreList, ood_scores: ScoreList) -> tuple[Tensor, Tensor, Tensor, int, int]:
     """The ROC curve of "score >= t means ID", one point per distinct score t, t descending.
 
-    -> (true positives (T,), false positives (T,), number of ID, number of OOD); TPR = tp / n_id,
-    FPR = fp / n_ood. All samples tied at a threshold cross it together.
+    -> (true positives (T,), false positives (T,), thresholds t (T,) float64, number of ID, number
+    of OOD); TPR = tp / n_id, FPR = fp / n_ood. All samples tied at a threshold cross it together.
     """
     id_values, ood_values = _as_scores(id_scores, "ID"), _as_scores(ood_scores, "OOD")
     scores = torch.cat([id_values, ood_values])
@@ -66,24 +66,39 @@ def _roc_points(id_scores: ScoreList, ood_scores: ScoreList) -> tuple[Tensor, Te
     group_end = torch.cat([scores[1:] != scores[:-1], torch.tensor([True])])
     true_pos = is_id.cumsum(0)[group_end]
     false_pos = (1 - is_id).cumsum(0)[group_end]
-    return true_pos, false_pos, len(id_values), len(ood_values)
+    return true_pos, false_pos, scores[group_end], len(id_values), len(ood_values)
+
+
+def roc_curve(id_scores: ScoreList, ood_scores: ScoreList) -> tuple[Tensor, Tensor, Tensor]:
+    """The ROC curve of "score >= t means ID" (ID positive) -> FPR (T,), TPR (T,) and the
+    thresholds t (T,), float64, one point per distinct score, t descending (so FPR and TPR
+    ascending). The curve starts at (0, 0) before the first point and ends at (1, 1)."""
+    true_pos, false_pos, thresholds, n_id, n_ood = _roc_points(id_scores, ood_scores)
+    return false_pos.double() / n_ood, true_pos.double() / n_id, thresholds
+
+
+def fpr95_point(id_scores: ScoreList, ood_scores: ScoreList) -> tuple[float, float, float]:
+    """(t, TPR, FPR) at the largest threshold t that keeps at least 95% of the ID samples
+    (score >= t): the point whose FPR is `fpr_at_95_tpr`'s (rule "threshold")."""
+    true_pos, false_pos, thresholds, n_id, n_ood = _roc_points(id_scores, ood_scores)
+    first = int((true_pos * 100 >= 95 * n_id).nonzero()[0])  # exact integer test of TPR >= 0.95
+    return thresholds[first].item(), true_pos[first].item() / n_id, false_pos[first].item() / n_ood
 
 
 def fpr_at_95_tpr(id_scores: ScoreList, ood_scores: ScoreList, rule: Fpr95Rule = "threshold") -> float:
     """FPR at 95% TPR, ID positive, on the ROC curve of `_roc_points` (one point per distinct score).
 
     rule "threshold" (default): the fraction of OOD samples scoring >= t, for the largest threshold
-        t that keeps at least 95% of ID samples (score >= t).
+        t that keeps at least 95% of ID samples (score >= t; `fpr95_point`).
     rule "closest" (GalLoP's and MCM's evaluation code): the FPR of the point whose TPR is closest
         to 0.95, |TPR - 0.95| minimal (the higher threshold on a tie); it may keep fewer than 95%.
     Ties: every sample equal to t counts as accepted, so OOD samples tied with the threshold are
     false positives; no interpolation between thresholds. Inputs: 1-D ID-ness scores.
     """
-    true_pos, false_pos, n_id, n_ood = _roc_points(id_scores, ood_scores)
     if rule == "threshold":
-        reaches = true_pos * 100 >= 95 * n_id  # exact integer test of TPR >= 0.95
-        return false_pos[reaches][0].item() / n_ood
+        return fpr95_point(id_scores, ood_scores)[2]
     if rule == "closest":
+        true_pos, false_pos, _, n_id, n_ood = _roc_points(id_scores, ood_scores)
         distance = (true_pos * 100 - 95 * n_id).abs()  # 100 n_id |TPR - 0.95|, exact in integers
         return false_pos[int(distance.argmin())].item() / n_ood
     raise ValueError(f"FPR95 rule must be one of {FPR95_RULES}, got {rule!r}")
@@ -96,7 +111,7 @@ def auroc(id_scores: ScoreList, ood_scores: ScoreList) -> float:
     Ties: an (ID, OOD) pair with equal scores counts 1/2 (trapezoids over grouped thresholds, the
     Mann-Whitney statistic). Inputs: 1-D ID-ness scores.
     """
-    true_pos, false_pos, n_id, n_ood = _roc_points(id_scores, ood_scores)
+    true_pos, false_pos, _, n_id, n_ood = _roc_points(id_scores, ood_scores)
     tpr = torch.cat([torch.zeros(1, dtype=torch.float64), true_pos.double() / n_id])
     fpr = torch.cat([torch.zeros(1, dtype=torch.float64), false_pos.double() / n_ood])
     return float(torch.trapezoid(tpr, fpr))

@@ -11,7 +11,7 @@ Suites:
   combinations seen in pretraining, the novel half exactly the held-out ones.
 - `patterns`: "<pattern> <shape>" (24 classes), medium and large objects so patterns show.
 - `scenes`: which two shapes are in the picture, "<shape> and a <shape>" (21 classes); the
-  label needs both objects, not only the main one.
+  label needs both objects, not only the main one, so its object mask covers both.
 - `shapes@<style>` for each non-photo style: the scenes of `shapes`, item for item, in another
   style (a domain shift: same labels and specs, different pixels).
 - `styles`: the rendering style, "photo", "sketch", "noisy photo", "pixelated image", "painting"
@@ -42,7 +42,7 @@ from vlp_core.data.synthworld.attributes import (
     article,
 )
 from vlp_core.data.synthworld.captions import STYLE_NOUNS
-from vlp_core.data.synthworld.render import SceneSpec, render
+from vlp_core.data.synthworld.render import SceneSpec, render_objects
 from vlp_core.data.synthworld.scenes import item_rng, sample_pair_scene, sample_scene
 
 Sampler = Callable[[int, np.random.Generator, Difficulty], SceneSpec]
@@ -68,8 +68,10 @@ class SuiteDefinition:
 
     `stream` names whose item addresses the scenes come from (default: the suite's own name);
     style domains share their source suite's stream, so their scenes are the same.
-    `labels_object`: the label names the main object, so its mask is the labelled region (not so
-    for `styles`, whose label is the whole picture's).
+    `labels_object`: the label names objects, so their mask is the labelled region (not so for
+    `styles`, whose label is the whole picture's). `labelled_objects`: how many objects the label
+    names, the main object first, then the scene's first distractors (`scenes`: both shapes);
+    the object mask of an item covers every one of them.
     """
 
     classnames: tuple[str, ...]
@@ -77,6 +79,7 @@ class SuiteDefinition:
     style: str | None = "photo"  # None: the sampler's own style per scene (the label may be the style)
     stream: str | None = None
     labels_object: bool = True
+    labelled_objects: int = 1
 
 
 def _shapes(label: int, rng: np.random.Generator, difficulty: Difficulty) -> SceneSpec:
@@ -116,7 +119,7 @@ SUITES: dict[str, SuiteDefinition] = {
         tuple(f"{pattern} {shape}" for pattern, shape in PATTERN_CLASSES), _patterns
     ),
     "scenes": SuiteDefinition(
-        tuple(f"{a} and {article(b)} {b}" for a, b in SCENE_PAIRS), _scenes
+        tuple(f"{a} and {article(b)} {b}" for a, b in SCENE_PAIRS), _scenes, labelled_objects=2
     ),
     "styles": SuiteDefinition(tuple(STYLE_NOUNS[style] for style in STYLE_CLASSES), _styles, style=None,
                               labels_object=False),
@@ -190,15 +193,20 @@ class SynthSuite:
         return spec if self.definition.style is None else spec.with_style(self.definition.style)
 
     def render_item(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray, SceneSpec]:
-        """Image uint8 (S, S, 3), main-object mask bool (S, S) and scene of one item."""
+        """Image uint8 (S, S, 3), the labelled objects' mask bool (S, S) and scene of one item.
+
+        The mask holds the visible pixels of every object the label names (`labelled_objects`:
+        the main object, and for `scenes` the other shape too).
+        """
         spec = self.scene(split, index)
-        image, mask = render(spec, self.image_size)
+        image, objects = render_objects(spec, self.image_size)
+        mask = (objects >= 0) & (objects < self.definition.labelled_objects)  # BACKGROUND is -1
         return image, mask, spec
 
     def render_batch(self, preprocess: Callable[[Image.Image], "torch.Tensor"], split: str = "test",
                      n: int = 200) -> tuple["torch.Tensor", "torch.Tensor", np.ndarray]:
         """The first n items of a split through `preprocess` (a CLIP's test transform): images
-        (n, 3, S', S'), labels (n,), main-object masks bool (n, S, S)."""
+        (n, 3, S', S'), labels (n,), the labelled objects' masks bool (n, S, S) (`render_item`)."""
         import torch
 
         images, masks = [], []
@@ -215,7 +223,8 @@ class SynthSuite:
         return Image.fromarray(image)  # uint8 (S, S, 3): RGB
 
     def load_mask(self, datum: Datum) -> np.ndarray | None:
-        """The main object's bool (S, S) mask; None where the label is not about the object (`styles`)."""
+        """The bool (S, S) mask of every object the label names (`render_item`); None where the
+        label is not about objects (`styles`)."""
         if not self.definition.labels_object:
             return None
         _, mask, _ = self.render_item(*_address(datum))

@@ -1,4 +1,4 @@
-"""Screenshot the running app in headless Debian chromium: `python app/screenshot.py [--out-dir DIR]`.
+"""Screenshot the running app in headless Debian chromium: `python scripts/app_screenshot.py [--out-dir DIR]`.
 
 Serves the app in-process on 127.0.0.1 (same flags as `app/main.py`), opens it in
 `/usr/bin/chromium` through playwright (never `playwright install`: install the browser with
@@ -18,10 +18,11 @@ if __package__ in (None, ""):  # run as a script: make the `app` package importa
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1400, "height": 1000}
+VIEWPORT = {"width": 1280, "height": 900}  # the narrowest layout the browser test checks
 READY_TEXT = "Saliency query:"  # drawn by the first view once the page has loaded
 DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "assets" / "screenshots"
-SHOTS = {"app.png": "DiSa saliency", "gallop.png": "GalLoP local prompts"}  # file -> tab shown
+SHOTS = {"app.png": "DiSa saliency", "gallop.png": "GalLoP local prompts",  # file -> tab shown
+         "learned.png": "What the prompts learned"}
 PICTURES_PAINTED = """() => {
   const shown = [...document.querySelectorAll('[role=tabpanel] img')].filter(img => img.offsetParent !== null);
   return shown.length > 0 && shown.every(img => img.complete && img.naturalWidth > 0);
@@ -33,9 +34,10 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
-def open_app(browser, url: str):
-    """A page showing the app at `url`, after its first views are drawn."""
-    page = browser.new_page(viewport=VIEWPORT)
+def open_app(browser, url: str, viewport: dict | None = None):
+    """A page showing the app at `url` in a window of `viewport` (default VIEWPORT), after its first
+    views are drawn."""
+    page = browser.new_page(viewport=viewport or VIEWPORT)
     page.goto(url, wait_until="load")
     page.get_by_text(READY_TEXT).wait_for(timeout=60_000)
     return page

@@ -1,7 +1,7 @@
 """Latency of the app on this machine: start-up, new class lists, every slider handler, and with
 `--browser` what a person sees in a real browser.
 
-`python app/bench.py [--model M] [--prompts DIR] [--repeats N] [--browser [--scroll]] [--start]`
+`python scripts/app_bench.py [--model M] [--prompts DIR] [--repeats N] [--browser [--scroll]] [--start]`
 prints p50 / p95 in milliseconds of each handler alone and with its pictures drawn (what a slider
 move costs the server; on the compute thread, views with the threads the server gives them), and
 the time to apply a class list of 32 and of 500 names no earlier list had (the frozen text
@@ -31,6 +31,7 @@ import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -38,14 +39,15 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # run as a script: make the `app` package importable
+if __package__ in (None, ""):  # run as a script: make the `app` and `scripts` packages importable
     sys.path.insert(0, str(ROOT))
 
-from app import handlers, ui  # noqa: E402
+from app import handlers, ui, views, wiring  # noqa: E402
 from app.attribution import attribution_view  # noqa: E402
 from app.compute import COMPUTE, on_threads  # noqa: E402
 from app.handlers import DEFAULT_CLASSES, PREDICTED  # noqa: E402
 from app.inputs import sample_keys  # noqa: E402
+from app.layout import THRESHOLD_LABEL  # noqa: E402
 from app.main import DEFAULT_PROMPTS, load, serve  # noqa: E402
 from vlp_core.backbone import DEFAULT_MODEL  # noqa: E402
 from vlp_core.data.synthworld import ALL_SHAPES, COLOURS, PATTERNS  # noqa: E402
@@ -57,13 +59,13 @@ NEW_WORDS = iter(("small", "large", "bright", "dark", "pale", "shiny", "tiny", "
 SLIDER_STEPS = (
     ("DiSa saliency", "Masking ratio ρ", "disa-masked", (0.1, 0.2, 0.3, 0.4, 0.5)),
     ("GalLoP local prompts", "k1", "gallop-maps", (3, 4, 5, 6, 7)),
-    ("GalLoP local prompts", "Threshold (× chance level)", "ood-histogram", (1.1, 1.2, 1.3, 1.4, 1.5)),
+    ("GalLoP local prompts", THRESHOLD_LABEL, "ood-histogram", (1.1, 1.2, 1.3, 1.4, 1.5)),
     ("Live predictions", "Classes shown per method", "predictions-zeroshot", (2, 3, 4, 5, 6)),
 )
 # Steps and class lists are waited for by a MutationObserver (plus image load events), so the page
 # does no work of its own while the server computes: polling the page's text on every animation frame
-# costs headless chromium most of a core (measured: 0.65 s of CPU during a 1 s class-list event),
-# which it takes from the server on a 2-core machine, and a person's browser does no such polling.
+# costs headless chromium most of a core, which it takes from the server on a 2-core machine, and a
+# person's browser does no such polling.
 STEP_JS = """async ([label, value, target]) => {
   const slider = document.querySelector(`input[type=range][aria-label="range slider for ${label}"]`);
   const output = document.getElementById(target);
@@ -141,16 +143,18 @@ def handler_timings(models, session, repeats: int) -> None:
     cases: dict[str, Callable[[int], object]] = {
         "new image (encode, all methods)": lambda i: handlers.load_sample(models, keys[i % len(keys)], text),
         "DiSa sliders: handler": lambda i: handlers.disa_view(models, session, PREDICTED, ratios[i], 0.9, i),
-        "DiSa ρ/γ/seed: handler + picture": lambda i: ui.disa_mask_outputs(models, session, PREDICTED, ratios[i], 0.9, i),
+        "DiSa ρ/γ/seed: handler + picture": lambda i: views.disa_mask_outputs(models, session, PREDICTED, ratios[i], 0.9, i),
         "GalLoP top-k: handler": lambda i: handlers.gallop_view(session, PREDICTED, 1 + i % patches),
-        "GalLoP top-k: handler + pictures": lambda i: ui.gallop_outputs(session, PREDICTED, True, 1 + i % patches),
-        "OOD threshold: handler + histogram": lambda i: ui.ood_outputs(session, "GL-MCM", 1.0, 1 + i / n),
-        "predictions top-k: handler": lambda i: ui.prediction_labels(models, session, 1 + i % 10),
+        "GalLoP top-k: handler + pictures": lambda i: views.gallop_outputs(session, PREDICTED, True, 1 + i % patches),
+        "OOD threshold: handler + charts": lambda i: views.ood_outputs(session, "GL-MCM", 1.0, 1 + i / n),
+        "predictions top-k: handler": lambda i: views.prediction_labels(models, session, 1 + i % 10),
+        "learned prompts, a new class: handler + pictures": lambda i: views.learned_outputs(
+            models, replace(session, pictures={}), session.classes[i % len(session.classes)], "GalLoP"),
         "attribution, integrated gradients (16)": lambda i: attribution_view(
             models, session, "disa", PREDICTED, "integrated_gradients", 16),
         "attribution, Grad-CAM": lambda i: attribution_view(models, session, "disa", PREDICTED, "gradcam"),
     }
-    threads = ui.view_threads()  # what the server redraws views with (new images and class lists: every core)
+    threads = wiring.view_threads()  # what the server redraws views with (new images and class lists: every core)
     for name, call in cases.items():
         heavy = "attribution" in name or "encode" in name
         report(name, timings(partial(on_threads, None if heavy else threads, call), max(5, n // 5) if heavy else n))
@@ -170,7 +174,7 @@ def browser_timings(models, repeats: int, scroll: bool = False) -> None:
     from gradio.profiling import collector
     from playwright.sync_api import sync_playwright
 
-    from app.screenshot import launch_chromium, open_app
+    from scripts.app_screenshot import launch_chromium, open_app
 
     demo = serve(models)
     try:
