@@ -59,10 +59,11 @@ def few_shot_split(
     exists, else sampled and written there (`cache_dir=None`: sampled, not persisted).
 
     Per class (default) the sample is `sample_few_shot`'s: K per class from train, then
-    min(K, 4) per class from val. Pass a dataset's own folder as `cache_dir` (for a
+    min(K, 4) per class from val (`check_shots` first). Pass a dataset's own folder as `cache_dir` (for a
     `CoOpDataset`, its `folder`), as files of different datasets share names.
     """
     check_choice("sampling", sampling, SAMPLINGS)
+    check_shots(data, shots, sampling, train_on_trainval)
     train, val = data.split("train"), data.split("val")
     if train_on_trainval:
         train, val = train + val, []
@@ -81,6 +82,16 @@ def few_shot_split(
     if path is not None:
         _save(path, header, few_train, few_val)
     return few_train, few_val
+
+
+def check_shots(data: ClassificationData, shots: int, sampling: Sampling = "per_class",
+                train_on_trainval: bool = False) -> None:
+    """Have a dataset that refuses classes with fewer training images than `shots` (a user's folder,
+    `vlp_core.data.folder`: its `require_shots`) check a per-class draw from its train split; CoOp's
+    benchmarks and SynthWorld keep all of a short class."""
+    check = getattr(data, "require_shots", None)
+    if check is not None and sampling == "per_class" and not train_on_trainval:
+        check(shots)
 
 
 def sample_stratified_total(items: Sequence[Datum], shots: int, seed: int) -> list[Datum]:

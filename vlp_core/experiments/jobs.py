@@ -20,6 +20,7 @@ from typing import Any
 
 from vlp_core.backbone import ClipBundle
 from vlp_core.data.base import ClassificationData
+from vlp_core.data.fewshot_cache import check_shots
 from vlp_core.data.tasks import make_task
 from vlp_core.experiments.launchers import Launcher
 from vlp_core.experiments.protocols import protocol, run_dir
@@ -66,7 +67,8 @@ class Run:
 
 
 class JobData:
-    """The datasets of a job in this process, each opened (and checked) once."""
+    """The datasets of a job in this process, each opened (and checked) once, found by the name the job
+    gives them (for a user's folder, its path) or by their own name (what a `Run` holds)."""
 
     def __init__(self, spec: JobSpec, clip: ClipBundle):
         self.spec, self.clip = spec, clip
@@ -74,24 +76,41 @@ class JobData:
 
     def trained(self, name: str) -> ClassificationData:
         """A dataset trained on (train and test splits checked)."""
-        if (name, True) not in self._opened:
-            self._opened[name, True] = self.spec.open(name, self.clip)
-        return self._opened[name, True]
+        return self._find(name, trained=True)
 
     def tested(self, name: str) -> ClassificationData:
         """A dataset only tested on (its test split; an OOD set in the ood protocol)."""
-        if (name, False) not in self._opened:
-            self._opened[name, False] = self.spec.open(name, self.clip, ("test",), ood=self.spec.protocol == "ood")
-        return self._opened[name, False]
+        return self._find(name, trained=False)
+
+    def _find(self, name: str, trained: bool) -> ClassificationData:
+        """The dataset the job names `name`, or else the one whose own name is `name` (opening the job's
+        datasets of that role until one is), or else the dataset `name`."""
+        if (name, trained) not in self._opened:
+            given = job_datasets(self.spec)[0 if trained else 1]
+            for other in ([name] if name in given else [*given, name]):
+                data = self._opened.get((other, trained)) or self._open(other, trained)
+                self._opened[other, trained] = self._opened[data.name, trained] = data
+                if name in (other, data.name):
+                    break
+        return self._opened[name, trained]
+
+    def _open(self, name: str, trained: bool) -> ClassificationData:
+        if trained:
+            return self.spec.open(name, self.clip)
+        return self.spec.open(name, self.clip, ("test",), ood=self.spec.protocol == "ood")
 
 
 def plan_job(spec: JobSpec, datasets: JobData) -> list[Run]:
     """Every run of the job in order (method, seed, dataset, K); all its datasets opened and checked
-    here, before anything trains."""
+    here (their few-shot draws of the largest K too), before anything trains."""
     trained_on, tested_on = job_datasets(spec)
-    names = [datasets.trained(name).name for name in trained_on]
-    targets = tuple(datasets.tested(name).name for name in tested_on)
     shots = spec.shots if protocol(spec.protocol).per_shots else spec.shots[-1:]
+    names = []
+    for name in trained_on:
+        data = datasets.trained(name)
+        check_shots(data, max(shots), spec.sampling, data.name in spec.trainval)
+        names.append(data.name)
+    targets = tuple(datasets.tested(name).name for name in tested_on)
     return [Run(spec.protocol, method, name, seed, k, targets)
             for method in spec.methods or method_names() for seed in spec.seeds for name in names for k in shots]
 

@@ -191,11 +191,18 @@ def train_one(spec: JobSpec, method: str, dataset: str, classes: Part, out_dir: 
     model = fit(ctx, settings, task, ctx.out_dir, f"{method} · {task.name} · seed {task.seed}")
     if not distributed.is_main():
         return None
-    record = {"dataset": task.name, "classes": classes, "shots": task.shots, "seed": task.seed,
+    record = {"dataset": task.name, "data": reopenable(dataset), "classes": classes, "shots": task.shots, "seed": task.seed,
               "preset": spec.preset, "data_root": spec.data_root, "class_order": spec.class_order,
               "recipe": settings.as_dict(), "test": evaluate_part(ctx, model, task)}
     write_text_atomically(ctx.out_dir / RUN_RECORD, json.dumps(record, indent=2))
     return record
+
+
+def reopenable(name: str) -> str:
+    """A dataset name as `open_dataset` reads it from any working folder: a path (a user's folder or
+    split file) made absolute, any other name as it is."""
+    path = Path(name)
+    return str(path.resolve()) if path.exists() else name
 
 
 def evaluate_one(spec: JobSpec, prompts: str | None, method: str, dataset: str, classes: Part,
@@ -221,7 +228,8 @@ def evaluate_one(spec: JobSpec, prompts: str | None, method: str, dataset: str, 
 
 def trained_defaults(prompts: str | Path) -> dict[str, Any]:
     """What a `train_one` folder was trained on (dataset, data root, preset, classes, shots, seed,
-    model), for `vlp eval`'s defaults; only the model for a checkpoint without a run record."""
+    model), for `vlp eval`'s defaults; only the model for a checkpoint without a run record. "dataset"
+    is the name that opens it again (a user's folder: its path)."""
     meta = checkpoint_meta(prompts)
     defaults = {"model": meta.get("clip", {}).get("model"), "pretrained": meta.get("clip", {}).get("pretrained")}
     record_path = Path(prompts) / RUN_RECORD
@@ -229,4 +237,5 @@ def trained_defaults(prompts: str | Path) -> dict[str, Any]:
         record = json.loads(record_path.read_text())
         defaults.update({key: record[key] for key in ("dataset", "data_root", "preset", "shots", "seed",
                                                       "class_order")})
+        defaults["dataset"] = record.get("data", record["dataset"])
     return defaults
