@@ -6,47 +6,15 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from fakes import draw, photo_crops, write_folder
 from vlp_core.commands import main as vlp
 from vlp_core.data.datasets import open_dataset
-from vlp_core.data.drawn import draw_shape
 from vlp_core.data.folder import SPLIT_FILE, FolderDataError, split_counts
 from vlp_core.data.tasks import make_task
 from vlp_core.experiments.jobs import JobData, plan_job
 from vlp_core.experiments.spec import JobSpec
-
-
-def draw(path: Path, shape: str, index: int, size: int = 48) -> None:
-    """A PIL drawing of `shape` (the drawn_shapes renderer), its look seeded by `index`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    draw_shape(shape, np.random.default_rng(index), canvas=size).save(path)
-
-
-def write_folder(root: Path, counts: dict[str, int], shape_of=lambda name: name.split("_")[-1]) -> Path:
-    """root/<class>/<i>.png for each class and count -> root (the class folder's last word is its shape)."""
-    for name, count in counts.items():
-        for i in range(count):
-            draw(root / name / f"{i}.png", shape_of(name), i)
-    return root
-
-
-def photo_crops(root: Path, per_class: int, size: int = 64) -> Path:
-    """root/<class>/<i>.jpg: random crops of three of scikit-image's photographs (a cat, a coffee cup, a
-    rocket), one class each -> root."""
-    data = pytest.importorskip("skimage.data")
-    rng = np.random.default_rng(0)
-    for name, photo in (("cat", data.chelsea()), ("coffee_cup", data.coffee()), ("rocket", data.rocket())):
-        height, width = photo.shape[:2]
-        for i in range(per_class):
-            side = int(rng.integers(min(height, width) // 2, min(height, width)))
-            top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-            crop = Image.fromarray(photo[top : top + side, left : left + side]).resize((size, size))
-            (root / name).mkdir(parents=True, exist_ok=True)
-            crop.save(root / name / f"{i}.jpg")
-    return root
 
 
 # ------------------------------------------------------------------------------- reading a folder
@@ -175,9 +143,9 @@ def test_every_problem_of_a_folder_in_one_message(tmp_path):
         f"class folder, or out of {tmp_path}\n"
         f"  - files that are not images (.bmp .gif .jpeg .jpg .png .ppm .tif .tiff .webp): star/notes.txt; move "
         f"them out of the class folders\n"
+        f"  - classes with fewer than 3 images, one each for train, val and test: star/ (2); add images\n"
         f"  - the folders Red car/, red_car/ all name the class 'red car' (underscores read as spaces, case "
-        f"ignored): rename or merge them\n"
-        f"  - classes with fewer than 3 images, one each for train, val and test: star/ (2); add images")
+        f"ignored): rename or merge them")
 
 
 def test_one_class_only(tmp_path):

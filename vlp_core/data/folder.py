@@ -41,6 +41,7 @@ from vlp_core.files import write_text_atomically
 SPLIT_FILE = "split_zhou.json"  # the split written into a folder of class folders
 CLASSNAMES_FILE = "classnames.txt"
 FEW_SHOT_FOLDER = "split_fewshot"  # where make_task keeps the few-shot draws (not a class)
+SYSTEM_FILES = frozenset({"Thumbs.db", "desktop.ini"})  # left in folders by file browsers: skipped
 SPLIT_SEED = 1
 FRACTIONS = {"train": 0.5, "val": 0.2, "test": 0.3}  # CoOp's read_and_split_data defaults
 SHOWN = 5  # paths named in a message, with the count of the others
@@ -131,25 +132,42 @@ def split_counts(n: int) -> dict[str, int]:
 def read_class_folders(folder: Path) -> list[ClassFolder]:
     """The class folders of `folder` in label (sorted folder) order, checked: `FolderDataError` names every
     kind of problem found (with the first few paths and the count of each)."""
-    entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")), key=lambda e: e.name)
-    folders = [e.name for e in entries if e.is_dir() and e.name != FEW_SHOT_FOLDER]
-    loose = [e.name for e in entries if e.is_file() and _is_image(e.name)]
+    top = _entries(folder)
+    folders = [e.name for e in top if e.is_dir() and e.name != FEW_SHOT_FOLDER]
+    loose = [e.name for e in top if e.is_file() and _is_image(e.name)]
     if not folders:
         raise FolderDataError(
             f"{folder} holds no class folders" + (f" (images directly in it: {_listed(loose)})" if loose else "")
             + f": put each class's images in a folder named after the class ({folder / 'cat'}/1.jpg, "
               f"{folder / 'dog'}/1.jpg, ...), or pass a CoOp split file (--data path/to/split.json)")
     names = _class_names(folder, folders)
-    classes, problems = [], []
-    nested, not_images = [], []
+    classes, nested, not_images = [], [], []
     for name in folders:
-        inside = sorted((e for e in os.scandir(folder / name) if not e.name.startswith(".")), key=lambda e: e.name)
+        inside = _entries(folder / name)
         nested += [f"{name}/{e.name}/" for e in inside if e.is_dir()]
         not_images += [f"{name}/{e.name}" for e in inside if e.is_file() and not _is_image(e.name)]
-        images = tuple(f"{name}/{e.name}" for e in inside if e.is_file() and _is_image(e.name))
-        classes.append(ClassFolder(name, names[name], images))
-    if len(folders) == 1:
-        problems.append(f"it holds one class folder ({folders[0]}/): a classifier needs at least two; add a "
+        classes.append(ClassFolder(name, names[name], tuple(f"{name}/{e.name}" for e in inside
+                                                            if e.is_file() and _is_image(e.name))))
+    problems = _layout_problems(folder, classes, loose, nested, not_images) + _duplicate_names(classes)
+    if problems:
+        raise FolderDataError(f"{folder} cannot be used as a folder of class folders:\n"
+                              + indent("\n".join(f"- {p}" for p in problems)))
+    return classes
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The entries of `folder` in name order, hidden ones and the system's thumbnail files left out."""
+    return sorted((e for e in os.scandir(folder) if not e.name.startswith(".") and e.name not in SYSTEM_FILES),
+                  key=lambda e: e.name)
+
+
+def _layout_problems(folder: Path, classes: list[ClassFolder], loose: list[str], nested: list[str],
+                     not_images: list[str]) -> list[str]:
+    """What is wrong with the folder's layout, each with its fix: a single class, images outside the class
+    folders, folders inside them, files that are not images, classes too small to split."""
+    problems = []
+    if len(classes) == 1:
+        problems.append(f"it holds one class folder ({classes[0].folder}/): a classifier needs at least two; add a "
                         f"folder for each other class beside it")
     if loose:
         problems.append(f"images outside the class folders: {_listed(loose)}; move each into the folder of its class")
@@ -159,15 +177,11 @@ def read_class_folders(folder: Path) -> list[ClassFolder]:
     if not_images:
         problems.append(f"files that are not images ({' '.join(sorted(IMAGE_SUFFIXES))}): {_listed(not_images)}; "
                         f"move them out of the class folders")
-    problems += _duplicate_names(classes)
     small = [f"{c.folder}/ ({len(c.images)})" for c in classes if len(c.images) < 3]
     if small:
         problems.append(f"classes with fewer than 3 images, one each for train, val and test: {_listed(small)}; "
                         f"add images")
-    if problems:
-        raise FolderDataError(f"{folder} cannot be used as a folder of class folders:\n"
-                              + indent("\n".join(f"- {p}" for p in problems)))
-    return classes
+    return problems
 
 
 def _is_image(name: str) -> bool:
