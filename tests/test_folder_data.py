@@ -217,7 +217,7 @@ def test_train_eval_and_diagnose_a_folder_from_the_command_line(tmp_path, capsys
     assert vlp(["eval", "--prompts", str(out), "--quiet"]) == 0  # the data found again from the record
     evaluated = capsys.readouterr().out
     assert evaluated.startswith("coop on my_photos, test split, all classes (3: ")
-    assert evaluated.splitlines()[1] == f"acc {record['test']['acc']:.1f} %"
+    assert evaluated.splitlines()[1] == f"acc {record['test']['acc']:.1f} %  (prompts: last epoch)"
     assert vlp(["diagnose", "--model", "vlp-tiny", "--data", str(folder), "--ood", "--shots", "4", "--seeds", "1",
                 "--out", str(tmp_path / "diagnosis")]) == 0
     report = json.loads((tmp_path / "diagnosis" / "diagnosis.json").read_text())

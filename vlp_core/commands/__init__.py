@@ -16,7 +16,8 @@ import threading
 
 from vlp_core.commands.common import RAW
 
-SUBCOMMANDS = ("info", "protocol", "train", "eval", "recipe", "compare", "report", "bench", "diagnose", "pretrain_synth")
+SUBCOMMANDS = ("info", "protocol", "train", "eval", "runs", "recipe", "compare", "report", "bench", "diagnose",
+               "pretrain_synth")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -99,7 +99,8 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
-    """What a command that trains takes besides its data: options, epochs, output, overwrite, quiet."""
+    """What a command that trains takes besides its data: options, epochs, output, overwrite, quiet and
+    kept epochs."""
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.OPTION=VALUE",
                         help="method options over the recipe's, e.g. disa.dir_loss=mse gallop.dropout=0")
     parser.add_argument("--rule", nargs="*", default=[], metavar="KEY=VALUE",
@@ -110,6 +111,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh: discard checkpoints in --out instead of resuming them")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, no log lines")
+    parser.add_argument("--keep-epochs", action="store_true",
+                        help="also keep every epoch's learned tensors in each run folder (epochs/), for "
+                             "`vlp eval --epoch N` (default: only the checkpoint that is scored)")
 
 
 def scores_line(scores: dict[str, float]) -> str:

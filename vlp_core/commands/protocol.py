@@ -25,7 +25,9 @@ DESCRIPTION = (
     "independent run with its own folder under --out/runs: finished runs are collected, not run again, "
     "interrupted runs resume from their checkpoints, and runs can go to several processes at once (--jobs) "
     "or to a SLURM cluster (--launcher submitit); dg, xd and ood train their source (ImageNet, or shapes) "
-    "once per method and seed.")
+    "once per method and seed. Each run folder keeps its metrics (metrics.jsonl, curves.png; `vlp runs` lists "
+    "them). --datasets also takes the paths of your own images (a folder of class folders or a CoOp split "
+    ".json).")
 EXAMPLES = """\
   vlp protocol base2novel --methods zeroshot coop ivlp promptsrc disa gallop --out results/b2n
   vlp protocol fewshot --methods coop disa --shots 1 2 4 8 16 --datasets shapes --out results/fs
@@ -33,6 +35,7 @@ EXAMPLES = """\
   vlp protocol xd --methods disa gallop --prompts results/dg --out results/xd   # reuse dg's sources
   vlp protocol ood --methods zeroshot gallop --out results/ood
   vlp protocol base2novel --methods disa --set disa.mask_ratio=0.2 --seeds 1 --out results/r02
+  vlp protocol fewshot --methods coop disa --shots 1 2 4 --datasets ~/my_photos --out results/mine
   vlp protocol base2novel --preset vitb16 --data-root /data/coop --methods disa --out results/vitb16
   vlp protocol fewshot --preset vitb16 --data-root /data/coop --methods gallop --sampling stratified_total \\
       --trainval FGVCAircraft --class-order first_appearance --seeds 1 --out results/g
@@ -103,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from vlp_core.experiments.jobs import RunsFailed, run_job
 
     try:
-        run_job(job_spec(args), args.out, progress=not args.quiet, overwrite=args.overwrite, launcher=launcher(args))
+        run_job(job_spec(args), args.out, progress=not args.quiet, overwrite=args.overwrite, launcher=launcher(args),
+                keep_epochs=args.keep_epochs)
     except RunsFailed as failed:
         print((Path(args.out) / "results.md").read_text())
         print(f"vlp: {failed}", file=sys.stderr)

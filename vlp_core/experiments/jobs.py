@@ -22,6 +22,8 @@ from vlp_core.backbone import ClipBundle
 from vlp_core.data.base import ClassificationData
 from vlp_core.data.fewshot_cache import check_shots
 from vlp_core.data.tasks import make_task
+from vlp_core.engine.recipes import recipe_checkpoint
+from vlp_core.engine.run_log import record_evaluation
 from vlp_core.experiments.launchers import Launcher
 from vlp_core.experiments.protocols import protocol, run_dir
 from vlp_core.experiments.runs import Context
@@ -135,17 +137,34 @@ def finished(spec: JobSpec, clip: ClipBundle, run: Run, out_dir: Path) -> dict |
 
 
 def execute(ctx: Context, datasets: JobData, run: Run, label: str = "") -> list[dict]:
-    """Train (or resume) and score one run in this process -> its rows, also saved in its folder with
-    the run's wall time (training, or resuming, and scoring)."""
+    """Train (or resume) and score one run in this process -> its rows, each naming the checkpoint it
+    scored; saved in its folder with the run's wall time (training, or resuming, and scoring), and
+    their scores added to the folder's metrics (`record_evaluation`)."""
     chosen = protocol(run.protocol)
     task = make_task(datasets.trained(run.dataset), run.shots, run.seed, chosen.part, ctx.spec.few_shot)
     targets = [datasets.tested(name) for name in run.targets]
     started = time.perf_counter()
-    rows = chosen.run(ctx, run.method, task, targets, label)
+    rows = [with_checkpoint(row) for row in chosen.run(ctx, run.method, task, targets, label)]
+    folder = run.folder(ctx.out_dir)
+    for row in rows:
+        record_evaluation(folder, row_label(row), {k: v for k, v in row.items() if isinstance(v, float)},
+                          (row["recipe"].get("train") or {}).get("epochs"), run.what)
     saved = {"run": run_key(ctx.spec, ctx.clip, run), "device": str(ctx.device),
              "seconds": round(time.perf_counter() - started, 1), "rows": rows}
-    write_text_atomically(run.folder(ctx.out_dir) / ROWS, json.dumps(saved, indent=1))
+    write_text_atomically(folder / ROWS, json.dumps(saved, indent=1))
     return rows
+
+
+def with_checkpoint(row: dict) -> dict:
+    """A result row with the checkpoint its run was scored with ("last epoch", "GPA aggregate of epochs
+    1-N"; none for a method that does not train), from its recipe."""
+    checkpoint = recipe_checkpoint(row["recipe"])
+    return row if checkpoint is None else {**row, "checkpoint": checkpoint}
+
+
+def row_label(row: dict) -> str:
+    """What a row scores, in words: its dataset (ood: and the OOD set and score)."""
+    return " · ".join(str(row[key]) for key in ("dataset", "ood", "score") if key in row)
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,7 @@ class RunTask:
     run: Run
     out_dir: str
     overwrite: bool = False
+    keep_epochs: bool = False
 
     def __call__(self) -> None:
         out_dir = Path(self.out_dir)
@@ -164,7 +184,7 @@ class RunTask:
         error.unlink(missing_ok=True)
         try:
             clip = self.spec.clip()
-            ctx = Context(self.spec, clip, out_dir, self.overwrite, progress=False)
+            ctx = Context(self.spec, clip, out_dir, self.overwrite, progress=False, keep_epochs=self.keep_epochs)
             execute(ctx, JobData(self.spec, clip), self.run)
         except BaseException:
             error.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +210,7 @@ class RunsFailed(RuntimeError):
 
 
 def run_job(spec: JobSpec, out_dir: str | Path, progress: bool = True, clip: ClipBundle | None = None,
-            overwrite: bool = False, launcher: Launcher | None = None) -> list[dict]:
+            overwrite: bool = False, launcher: Launcher | None = None, keep_epochs: bool = False) -> list[dict]:
     """Run a protocol for every method, dataset, K and seed; write the results folder.
 
     A run whose folder holds its rows (same settings) is not run again. The others run one after
@@ -198,6 +218,7 @@ def run_job(spec: JobSpec, out_dir: str | Path, progress: bool = True, clip: Cli
     jobs of `launcher` (a `launchers.LocalLauncher` or `SubmititLauncher`: each job loads the CLIP
     the spec names; `RunsFailed` lists the failed runs after the report of the finished ones).
     overwrite: start every run afresh instead of resuming its checkpoint or collecting its rows.
+    keep_epochs: every run keeps each epoch's learned tensors (`vlp eval --epoch N`).
     """
     spec.check()
     chosen = protocol(spec.protocol)
@@ -219,13 +240,13 @@ def run_job(spec: JobSpec, out_dir: str | Path, progress: bool = True, clip: Cli
         log.info(f"{len(plan) - len(pending)} of {len(plan)} runs already finished in {out_dir}: collected")
     failures: dict[str, str] = {}
     if launcher is None:
-        ctx = Context(spec, clip, out_dir, overwrite, progress)
+        ctx = Context(spec, clip, out_dir, overwrite, progress, keep_epochs=keep_epochs)
         for index, run in enumerate(pending, 1):
             label = f"run {index}/{len(pending)} · {run.what}"
             log.info(label)
             execute(ctx, datasets, run, label)
     elif pending:
-        failures = launcher.run([RunTask(spec, run, str(out_dir), overwrite) for run in pending],
+        failures = launcher.run([RunTask(spec, run, str(out_dir), overwrite, keep_epochs) for run in pending],
                                 [run.what for run in pending])
     results = [(run, finished(spec, clip, run, out_dir)) for run in plan]
     rows = [row for _, saved in results if saved is not None for row in saved["rows"]]
