@@ -99,8 +99,8 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
-    """What a command that trains takes besides its data: options, epochs, output, overwrite, quiet and
-    kept epochs."""
+    """What a command that trains takes besides its data: options, epochs, output, overwrite, quiet,
+    kept epochs and a dry run."""
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.OPTION=VALUE",
                         help="method options over the recipe's, e.g. disa.dir_loss=mse gallop.dropout=0")
     parser.add_argument("--rule", nargs="*", default=[], metavar="KEY=VALUE",
@@ -114,6 +114,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--keep-epochs", action="store_true",
                         help="also keep every epoch's learned tensors in each run folder (epochs/), for "
                              "`vlp eval --epoch N` (default: only the checkpoint that is scored)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="train nothing: list the runs with their steps and recipes, and the time and peak "
+                             "memory they will take, measured on a few real training steps")
 
 
 def scores_line(scores: dict[str, float]) -> str:

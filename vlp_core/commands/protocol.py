@@ -27,7 +27,7 @@ DESCRIPTION = (
     "or to a SLURM cluster (--launcher submitit); dg, xd and ood train their source (ImageNet, or shapes) "
     "once per method and seed. Each run folder keeps its metrics (metrics.jsonl, curves.png; `vlp runs` lists "
     "them). --datasets also takes the paths of your own images (a folder of class folders or a CoOp split "
-    ".json).")
+    ".json). --dry-run trains nothing and says what each run and the whole job will cost.")
 EXAMPLES = """\
   vlp protocol base2novel --methods zeroshot coop ivlp promptsrc disa gallop --out results/b2n
   vlp protocol fewshot --methods coop disa --shots 1 2 4 8 16 --datasets shapes --out results/fs
@@ -36,6 +36,7 @@ EXAMPLES = """\
   vlp protocol ood --methods zeroshot gallop --out results/ood
   vlp protocol base2novel --methods disa --set disa.mask_ratio=0.2 --seeds 1 --out results/r02
   vlp protocol fewshot --methods coop disa --shots 1 2 4 --datasets ~/my_photos --out results/mine
+  vlp protocol base2novel --methods disa gallop --dry-run --out results/b2n     # what it will cost
   vlp protocol base2novel --preset vitb16 --data-root /data/coop --methods disa --out results/vitb16
   vlp protocol fewshot --preset vitb16 --data-root /data/coop --methods gallop --sampling stratified_total \\
       --trainval FGVCAircraft --class-order first_appearance --seeds 1 --out results/g
@@ -103,6 +104,11 @@ def launcher(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from vlp_core.experiments.estimate import estimate_job, render_estimate
+
+        print(render_estimate(estimate_job(job_spec(args))))
+        return 0
     from vlp_core.experiments.jobs import RunsFailed, run_job
 
     try:

@@ -23,12 +23,14 @@ DESCRIPTION = (
     "run record in --out; a killed run continues from there when started again. An --out that holds another "
     "run (other data, classes, shots, seed, options or recipe) is refused. "
     "--data takes a SynthWorld suite, a dataset name under --data-root, or the path of your own images: a "
-    "folder of class folders or a CoOp-format split .json.")
+    "folder of class folders or a CoOp-format split .json. --dry-run trains nothing and says what the run "
+    "will cost.")
 EXAMPLES = """\
   vlp train --method disa --data shapes --classes base --out runs/disa-shapes
   vlp train --method gallop --data colour_shapes --set gallop.topk=[5,10,15,20] --out runs/g
   vlp train --method disa --preset vitb16 --data-root /data/coop --data Caltech101 --out runs/c
-  vlp train --method coop --data ~/my_photos --classes all --shots 8 --out runs/mine   # your own images"""
+  vlp train --method coop --data ~/my_photos --classes all --shots 8 --out runs/mine   # your own images
+  vlp train --method disa --data shapes --dry-run --out runs/disa   # the time and memory it will take"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
                    method_options=parse_options(args.set), rule_options=parse_rule_options(args.rule),
                    epochs=args.epochs, device=args.device,
                    precision=args.precision, workers=args.workers)
+    if args.dry_run:
+        from vlp_core.experiments.estimate import estimate_train, render_estimate
+
+        print(render_estimate(estimate_train(spec, args.method, args.data, args.classes)))
+        return 0
     record = train_one(spec, args.method, args.data, args.classes, args.out, progress=not args.quiet,
                        overwrite=args.overwrite, keep_epochs=args.keep_epochs)
     if record is None:  # not the main process of a distributed run
