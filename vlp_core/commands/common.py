@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -96,6 +97,28 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="bundled model (default synth-clip), model folder or "
                                                       "open_clip architecture (e.g. ViT-B-16-quickgelu)")
     parser.add_argument("--pretrained", default=None, help="open_clip tag (e.g. openai) or checkpoint path")
+
+
+# what each command writes into its --out (a folder holds one command's output): the files that mark it
+OUTPUTS = {
+    "train": ("run.json", "checkpoint.json", "metrics.jsonl"),
+    "protocol": ("results.json", "results.md", "config.json", "rows.json"),
+    "diagnose": ("diagnosis.json", "diagnosis.md", "headroom.png"),
+    "pretrain-synth": ("training.json", "open_clip_config.json", "pretrain-state", "MODEL_CARD.md", "diagnosis.json"),
+}
+
+
+def check_out(out: str, command: str) -> None:
+    """Refuse, before anything loads, an --out that is a file or a folder holding another command's
+    output (a folder holds one command's output; `command` is a key of `OUTPUTS`)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out} is a file: name a folder (it is made if missing)")
+    for other, files in OUTPUTS.items():
+        found = [name for name in files if name not in OUTPUTS[command] and (path / name).exists()]
+        if other != command and found:
+            raise ValueError(f"--out {out} holds the output of `vlp {other}` ({', '.join(found)}): give `vlp {command}` "
+                             f"a folder of its own")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:

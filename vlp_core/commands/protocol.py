@@ -13,6 +13,7 @@ from vlp_core.commands.common import (
     add_data_arguments,
     add_device_arguments,
     add_run_arguments,
+    check_out,
     parse_options,
     parse_parameters,
     parse_rule_options,
@@ -104,6 +105,7 @@ def launcher(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out(args.out, "protocol")
     if args.dry_run:
         from vlp_core.experiments.estimate import estimate_job, render_estimate
 

@@ -8,6 +8,7 @@ from vlp_core.commands.common import (
     PROTOCOLS,
     TRAINABLE_METHODS,
     add_backbone_arguments,
+    check_out,
     add_data_arguments,
     add_device_arguments,
     add_run_arguments,
@@ -21,7 +22,7 @@ DESCRIPTION = (
     "Train one method (K shots, first seed) with its recipe and save its learned tensors (safetensors + "
     "JSON), its metrics (metrics.jsonl, curves.png, TensorBoard events when tensorboard is installed) and a "
     "run record in --out; a killed run continues from there when started again. An --out that holds another "
-    "run (other data, classes, shots, seed, options or recipe) is refused. "
+    "run (other data, classes, shots, seed, options or recipe) or another command's output is refused. "
     "--data takes a SynthWorld suite, a dataset name under --data-root, or the path of your own images: a "
     "folder of class folders or a CoOp-format split .json. --dry-run trains nothing and says what the run "
     "will cost.")
@@ -47,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out(args.out, "train")
     from vlp_core.experiments.runs import PROTOCOL_OF_CLASSES, train_one
     from vlp_core.experiments.spec import JobSpec
 
