@@ -176,6 +176,10 @@ def test_vlp_runs_lists_train_and_protocol_runs_and_committed_rows(tiny, tmp_pat
     monkeypatch.setattr(trainer, "_train_epoch", stop_in_second_epoch)
     assert vlp(["train", "--method", "ivlp", "--model", "vlp-tiny", "--shots", "1", "--epochs", "3", "--out",
                 str(tmp_path / "runs" / "ivlp"), "--quiet"]) == 130
+    trained_only = tmp_path / "runs" / "trained-only"  # trained, never scored (a dg source)
+    trained_only.mkdir()
+    for name in ("checkpoint.json", "checkpoint.safetensors"):
+        (trained_only / name).write_bytes((tmp_path / "runs" / "coop" / name).read_bytes())
     committed = tmp_path / "docs" / "b2n"
     committed.mkdir(parents=True)
     recipe = {"method": "promptsrc", "protocol": "base2novel", "dataset": "shapes", "shots": 16, "rule": "synth",
@@ -204,5 +208,6 @@ def test_vlp_runs_lists_train_and_protocol_runs_and_committed_rows(tiny, tmp_pat
                          f"rows (no epochs in progress, metrics or curves)")
     assert list(cells) == ["results/fs/runs/fewshot/disa/mine/shots2/seed1",
                            "results/fs/runs/fewshot/zeroshot/mine/shots2/seed1", "runs/coop", "runs/ivlp",
-                           "docs/b2n (results.json)"]
+                           "runs/trained-only", "docs/b2n (results.json)"]
+    assert cells["runs/trained-only"][6:8] == ["2/2", "-"] and not cells["runs/trained-only"][8].endswith("so far")
     assert cells["results/fs/runs/fewshot/zeroshot/mine/shots2/seed1"][5:7] + [cells["results/fs/runs/fewshot/zeroshot/mine/shots2/seed1"][9]] == ["-", "-", "-"]

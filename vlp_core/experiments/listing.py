@@ -91,7 +91,7 @@ def summarise_folder(folder: Path, root: Path) -> RunSummary:
     train = (meta or {}).get("config") or (recipe or {}).get("train")
     method = run.get("method") or (recipe or meta)["method"]
     done = meta["epochs_run"] if meta else (train["epochs"] if train and rows else None)
-    finished = bool(record or rows) and (not train or done == train["epochs"])
+    finished = done == train["epochs"] if train and done is not None else bool(record or rows)
     data = (record or {}).get("dataset") or run.get("dataset") or meta["record"].get("dataset", "?")
     if run.get("targets"):
         data += f" -> {len(run['targets'])} targets"
