@@ -71,6 +71,17 @@ def test_classnames_txt_names_the_classes(tmp_path):
         f"their folders)")
 
 
+def test_renaming_a_class_keeps_its_split_and_draws(tmp_path):
+    folder = write_folder(tmp_path / "mine", {"star": 8, "circle": 8})
+    before = make_task(open_dataset(str(folder)), shots=2, seed=1)
+    (folder / "classnames.txt").write_text("circle type A\nstar type B\n")
+    renamed = open_dataset(str(folder))
+    after = make_task(renamed, shots=2, seed=1)
+    assert renamed.classnames == ["type A", "type B"] and after.class_names() == ["type A", "type B"]
+    assert [(d.key, d.label) for d in after.train] == [(d.key, d.label) for d in before.train]
+    assert {d.classname for d in after.train} == {"type A", "type B"}
+
+
 def test_photographs_read_as_classes(tmp_path):
     folder = photo_crops(tmp_path / "photos", per_class=6)
     data = open_dataset(str(folder))

@@ -132,19 +132,20 @@ def _save(path: Path, header: dict, train: Sequence[Datum], val: Sequence[Datum]
 def _load(
     path: Path, header: dict, train: Sequence[Datum], val: Sequence[Datum]
 ) -> tuple[list[Datum], list[Datum]]:
-    """The items of a saved split, checked against the request and the dataset's current splits."""
+    """The items of a saved split, checked against the request and the dataset's current splits. A draw
+    names images (key and label): each comes back as the dataset has it now, so renaming a class keeps
+    its draws."""
     content = json.loads(path.read_text(encoding="utf-8"))
     stored = {key: content.get(key) for key in header}
     if stored != header:
         raise ValueError(f"{path} holds the split {stored}, not {header}; pass this dataset's own cache_dir")
-    few_train = [Datum(**d) for d in content["train"]]
-    few_val = [Datum(**d) for d in content["val"]]
-    for chosen, pool in ((few_train, train), (few_val, val)):
-        stale = set(chosen) - set(pool)
+    drawn = []
+    for part, pool in (("train", train), ("val", val)):
+        current = {(d.key, d.label): d for d in pool}
+        chosen = [(d["key"], d["label"]) for d in content[part]]
+        stale = [key for key, label in chosen if (key, label) not in current]
         if stale:
-            example = next(iter(stale)).key
-            raise ValueError(
-                f"{path} lists items no longer in {header['dataset']} (e.g. {example}); "
-                "delete it to sample again"
-            )
-    return few_train, few_val
+            raise ValueError(f"{path} lists items no longer in {header['dataset']} (e.g. {stale[0]}); "
+                             "delete it to sample again")
+        drawn.append([current[item] for item in chosen])
+    return drawn[0], drawn[1]

@@ -8,6 +8,8 @@
   val counts rounded and at least one each, train the rest; shuffled with `SPLIT_SEED`) and writes the
   split as `PATH/split_zhou.json`, CoOp's split file format with the seed and fractions recorded in it;
   every later use reads that file back (and says so), so runs share one split. Delete it to split again.
+  Class names always follow the folders (or classnames.txt) as they are: renaming a class keeps its
+  split and its few-shot draws.
 - **a CoOp-format split file** `PATH.json`: `{"train": [[relpath, label, classname], ...], "val": [...],
   "test": [...]}` ("val" may be left out). Image paths are relative to the JSON's folder, or else to the
   one folder beside the JSON that holds them all (CoOp's `images/`, `jpg/`, `2750/`, ...). The dataset is
@@ -27,7 +29,7 @@ import json
 import logging
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -276,7 +278,7 @@ def open_folder(folder: Path) -> FolderData:
     path = folder / SPLIT_FILE
     if path.is_file():
         items, _ = read_split_file(path, f"delete {path} to split {folder} again")
-        data = FolderData(folder.name, folder, folder, folder, items)
+        data = FolderData(folder.name, folder, folder, folder, _named_now(items, classes))
         _note_added_images(data, classes)
         log.info(f"reusing the split in {path} (seed {SPLIT_SEED}; delete it to split again)")
         return data
@@ -285,6 +287,14 @@ def open_folder(folder: Path) -> FolderData:
     log.info(f"split {sum(counts.values())} images of {len(classes)} classes into train {counts['train']} / val "
              f"{counts['val']} / test {counts['test']} (seed {SPLIT_SEED}), written to {path}; later runs reuse it")
     return FolderData(folder.name, folder, folder, folder, _datums(splits, path))
+
+
+def _named_now(items: dict[str, list[Datum]], classes: list[ClassFolder]) -> dict[str, list[Datum]]:
+    """A stored split's items with the class names their folders give now (classnames.txt, or the folder
+    names): the split file fixes which images go where, the folder what the classes are called."""
+    names = {c.folder: c.classname for c in classes}
+    return {split: [replace(d, classname=names.get(d.key.split("/")[0], d.classname)) for d in split_items]
+            for split, split_items in items.items()}
 
 
 def _note_added_images(data: FolderData, classes: list[ClassFolder]) -> None:
