@@ -22,7 +22,7 @@ from vlp_core.methods.base import PromptMethod
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = [
     "01_quick_start", "02_coop_to_ivlp", "03_disa_saliency", "04_disa_regularisers", "05_gallop_local",
-    "06_gallop_dropout_multiscale", "07_ood_detection", "08_ablations", "09_real_clip_and_data",
+    "06_gallop_dropout_multiscale", "07_ood_detection", "08_ablations", "09_real_clip_and_data", "11_your_own_images",
 ]
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 FAST_LINE = 'FAST = os.environ.get("VLP_FAST") == "1"'
@@ -58,7 +58,7 @@ def _python(source: str) -> str:
     return "\n".join("# " + line if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
 
 
-def test_the_nine_notebooks_are_there():
+def test_the_notebooks_are_there():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
