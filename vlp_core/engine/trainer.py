@@ -460,4 +460,6 @@ def scored_checkpoint(meta: dict[str, Any]) -> str:
     trained epoch."""
     epochs, done = meta["config"]["epochs"], meta["epochs_run"]
     finished = evaluated_checkpoint(meta["method"], meta["method_config"], epochs)
-    return finished if done >= epochs else f"epoch {done} of {epochs} (unfinished; finished, it is scored with its {finished})"
+    if done >= epochs:
+        return finished
+    return f"epoch {done} of {epochs} (unfinished; finished, it is scored with its {finished})"

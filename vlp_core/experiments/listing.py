@@ -180,14 +180,19 @@ def summarise_results(path: Path, root: Path) -> list[RunSummary]:
 
 def runs_table(runs: list[RunSummary]) -> list[dict[str, str]]:
     """The rows of `vlp runs`' table, one per run."""
-    def cell(value: Any, fmt: str = "{}") -> str:
-        return "-" if value is None else fmt.format(value)
-
-    return [{"run": run.where, "method": run.method, "data": run.data, "shots": cell(run.shots),
-             "seed": cell(run.seed),
+    return [{"run": run.where, "method": run.method, "data": run.data, "shots": _cell(run.shots), "seed": _cell(run.seed),
              "recipe": f"{run.epochs} ep · lr {run.lr:g} · batch {run.batch}" if run.epochs else "-",
              "epochs": (f"{run.done}/{run.epochs}" if run.epochs else "-") + ("" if run.finished else " (unfinished)")
              + (" (failed)" if run.failed else ""),
-             "scores": run.scores, "time": ("-" if run.seconds is None else duration(run.seconds)) + ("" if run.finished or run.seconds is None
-                                                                     else " so far"),
-             "scored with": cell(run.checkpoint)} for run in runs]
+             "scores": run.scores, "time": _time(run), "scored with": _cell(run.checkpoint)} for run in runs]
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _time(run: RunSummary) -> str:
+    """A run's wall time in words; an unfinished run's "so far"."""
+    if run.seconds is None:
+        return "-"
+    return duration(run.seconds) + ("" if run.finished else " so far")
