@@ -193,7 +193,7 @@ def test_a_class_short_of_the_shots_is_named_with_its_count(tmp_path):
     with pytest.raises(FolderDataError) as error:
         make_task(data, shots=8, seed=1)
     assert str(error.value) == (
-        f"class 'star' (and 1 more classes) has 5 training images, fewer than the 8 shots asked: the split of "
+        f"class 'star' (and 1 more class) has 5 training images, fewer than the 8 shots asked: the split of "
         f"{folder} keeps about half of each class for training, so put at least 16 images in {folder / 'star'} "
         f"and delete {folder / SPLIT_FILE} to split again, or ask for --shots 5 or fewer")
     assert split_counts(16)["train"] == 8 and split_counts(15)["train"] == 7

@@ -95,7 +95,7 @@ class FolderData:
         if not short:
             return
         label = min(short, key=counts.__getitem__)
-        others = f" (and {len(short) - 1} more classes)" if len(short) > 1 else ""
+        others = {1: "", 2: " (and 1 more class)"}.get(len(short), f" (and {len(short) - 1} more classes)")
         raise FolderDataError(
             f"class {self._classnames[label]!r}{others} has {counts[label]} training images, fewer than the {shots} "
             f"shots asked: {self._more_images_hint(label, shots)}, or ask for --shots {counts[label]} or fewer")
