@@ -168,9 +168,11 @@ def test_one_class_only(tmp_path):
 def test_a_coop_dataset_folder_is_pointed_at_its_split_file(tmp_path):
     write_folder(tmp_path / "images", {"star": 3, "circle": 3})
     (tmp_path / "split_zhou_Mine.json").write_text("{}")
-    assert (f"- folders inside class folders, which hold images only: images/circle/, images/star/; move their images "
-            f"up into their class folder, or out of {tmp_path}; a CoOp dataset's folder is read through its split "
-            f"file: --data {tmp_path / 'split_zhou_Mine.json'}\n") in _refusal(tmp_path)
+    assert _refusal(tmp_path) == (f"{tmp_path} holds a CoOp-format dataset (split_zhou_Mine.json), not class folders: "
+                                  f"pass its split file, --data {tmp_path / 'split_zhou_Mine.json'}")
+    (tmp_path / "split_zhou_Mine.json").unlink()
+    assert _refusal(tmp_path) == (f"the folders in {tmp_path} (images/) hold folders, not images: if those are the "
+                                  f"classes, pass --data {tmp_path / 'images'}")
 
 
 def test_unreadable_images_are_listed_before_the_split_is_written(tmp_path):

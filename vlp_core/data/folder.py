@@ -150,6 +150,8 @@ def read_class_folders(folder: Path) -> list[ClassFolder]:
         not_images += [f"{name}/{e.name}" for e in inside if e.is_file() and not _is_image(e.name)]
         classes.append(ClassFolder(name, names[name], tuple(f"{name}/{e.name}" for e in inside
                                                             if e.is_file() and _is_image(e.name))))
+    if nested and not any(c.images for c in classes):
+        raise FolderDataError(_one_level_down(folder, folders))
     problems = _layout_problems(folder, classes, loose, nested, not_images) + _duplicate_names(classes)
     if problems:
         raise FolderDataError(f"{folder} cannot be used as a folder of class folders:\n"
@@ -194,6 +196,18 @@ def _listed(paths: list[str]) -> str:
     """The first `SHOWN` of `paths` and, if there are more, how many: "a, b, c, d, e and 2 more (7 in all)"."""
     shown = ", ".join(paths[:SHOWN])
     return f"{shown} and {len(paths) - SHOWN} more ({len(paths)} in all)" if len(paths) > SHOWN else shown
+
+
+def _one_level_down(folder: Path, folders: list[str]) -> str:
+    """The message for a folder whose folders hold folders and no images: a CoOp dataset's folder (its
+    split file is what to pass), or the folder above the class folders."""
+    split_files = sorted(folder.glob("split_zhou_*.json"))
+    if split_files:
+        return (f"{folder} holds a CoOp-format dataset ({split_files[0].name}), not class folders: pass its split "
+                f"file, --data {split_files[0]}")
+    inner = f"--data {folder / folders[0]}" if len(folders) == 1 else "the folder that holds the class folders"
+    return (f"the folders in {folder} ({_listed([f'{name}/' for name in folders])}) hold folders, not images: if "
+            f"those are the classes, pass {inner}")
 
 
 def _split_file_hint(folder: Path) -> str:
