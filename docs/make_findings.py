@@ -491,6 +491,37 @@ def with_readme_block(readme: str, block: str) -> str:
     return readme[:start] + block + readme[end:]
 
 
+# ------------------------------------------------------------------ the bundled prompts
+
+
+def prompts_page(results: Results) -> str:
+    """assets/prompts/README.md: what the bundled checkpoints are and how well they do, read from the
+    base-to-novel runs they are (colour_shapes, seed 1: the same command, data, seed and recipe)."""
+    rows = [r for r in _rows(results, "base2novel") if r["dataset"] == "colour_shapes" and r["seed"] == 1]
+
+    def cell(row: dict, part: str) -> str:
+        heads = [f"{head} head {row[f'{part}_{head}']:.1f}" for head in ("global", "local") if f"{part}_{head}" in row]
+        return f"{row[part]:.1f}" + (f" ({', '.join(heads)})" if heads else "")
+    body = [[TITLES[r["method"]], cell(r, "base"), cell(r, "novel")] for m in METHODS for r in rows if r["method"] == m]
+    table = _table(["method", "base top-1 %", "novel top-1 %"], body) if body else _missing("base2novel", results)
+    return "\n".join([
+        "# Bundled prompt checkpoints\n", GENERATED.replace("docs/results", "docs/results/base2novel") + "\n",
+        "Learned tensors (safetensors) and their config (JSON) for each method, trained on the bundled `synth-clip` "
+        "by the project's own command: 16 shots of the base half of `colour_shapes` (the 16 colour-shape "
+        "combinations seen in pretraining), seed 1, the synth rule's recipe, the same as every result "
+        "([docs/methods.md](../../docs/methods.md#the-synth-rule)):\n",
+        "```bash\nfor m in coop ivlp promptsrc disa gallop; do\n"
+        "  vlp train --method $m --data colour_shapes --classes base --seeds 1 --out assets/prompts/$m\ndone\n```\n",
+        "They are the seed-1 `colour_shapes` runs of [docs/results.md](../../docs/results.md)'s base-to-novel "
+        "table (the same data, seed and recipe give the same prompts), whose top-1 on the test images (25 per "
+        "class) of the 16 base classes they were trained on and of the 16 novel classes they never saw is:\n",
+        table + "\n",
+        "One seed of one suite: docs/results.md measures the methods properly (seeds 1-3, every suite and "
+        "protocol). The novel classes are the 16 colour-shape combinations held out of synth-clip's pretraining. "
+        "`tests/test_recipes.py` checks that each checkpoint ran today's recipe.\n",
+        "The app loads them with `python app/main.py` (or `--prompts DIR` for others).\n"])
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -503,6 +534,7 @@ def pages(results_root: Path = RESULTS, figures_dir: Path = FIGURES) -> dict[Pat
     return {ROOT / "docs" / "claims.md": claims_page(list(graded.values()), overhead_text(results_root)),
             ROOT / "docs" / "results.md": results_page(results, graded, figures_dir),
             ROOT / "docs" / "sensitivity.md": sensitivity_page(results),
+            ROOT / "assets" / "prompts" / "README.md": prompts_page(results),
             ROOT / "README.md": with_readme_block(readme, readme_block(graded))}
 
 

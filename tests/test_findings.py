@@ -23,7 +23,8 @@ def pages(tmp_path_factory):
     return _findings().pages(figures_dir=tmp_path_factory.mktemp("figures"))
 
 
-@pytest.mark.parametrize("name", ["docs/claims.md", "docs/results.md", "docs/sensitivity.md", "README.md"])
+@pytest.mark.parametrize("name", ["docs/claims.md", "docs/results.md", "docs/sensitivity.md", "README.md",
+                                  "assets/prompts/README.md"])
 def test_page_is_what_the_results_give(pages, name):
     path = ROOT / name
     assert path.read_text(encoding="utf-8") == pages[path], (

@@ -14,6 +14,7 @@ from vlp_core.tables import markdown_table
 
 
 PER_IMAGE = frozenset({"outcomes", "scores"})  # per-image values of a row: in results.json, not results.csv
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "results"  # in a clone: the runs behind docs/results.md
 
 
 def harmonic_mean(base: float, novel: float) -> float:
@@ -92,6 +93,17 @@ def write_rows(out_dir: Path, rows: Sequence[dict], config: dict) -> None:
         writer.writeheader()
         writer.writerows({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()
                           if k not in PER_IMAGE} for row in rows)
+
+
+def committed_results(name: str, root: str | Path = COMMITTED) -> tuple[list[dict], dict] | None:
+    """(rows, config) of the committed results folder `<root>/<name>` as its results.json holds them,
+    e.g. "base2novel" or "ablation_disa/ratio_0.1"; None where that folder holds no results.json (not
+    generated yet, or an install without the repository's docs/)."""
+    path = Path(root) / name / "results.json"
+    if not path.is_file():
+        return None
+    content = json.loads(path.read_text())
+    return content["rows"], content["config"]
 
 
 def recipe_table(recipes: Sequence[dict]) -> str:
