@@ -28,6 +28,7 @@ from app.inputs import (
     InputError,
     parse_classes,
     read_image,
+    has_own_data,
     read_sample,
     sample_keys,
 )
@@ -169,8 +170,11 @@ def _load(models: AppModels, get_image: Callable[[], ImageInput], classes_text: 
 
 
 def landing_sample(models: AppModels, batch: int = 16) -> str:
-    """The sample the app opens on, by rule: the first test item of DEFAULT_SUITE that zero-shot
-    CLIP classifies correctly with the suite's classes (the first item if none of the split is)."""
+    """The sample the app opens on, by rule: the user's first image when `--data` gave a dataset, else
+    the first test item of DEFAULT_SUITE that zero-shot CLIP classifies correctly with the suite's
+    classes (the first item if none of the split is)."""
+    if has_own_data():
+        return sample_keys()[0]
     suite = get_suite(DEFAULT_SUITE, image_size=models.bundle.image_size)
     zeroshot, count = models.methods["zeroshot"], len(suite.split("test"))
     for start in range(0, count, batch):

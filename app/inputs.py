@@ -1,4 +1,5 @@
-"""What users hand the app, checked and normalised: class lists, uploaded files, SynthWorld samples.
+"""What users hand the app, checked and normalised: class lists, uploaded files, samples (SynthWorld's and,
+with `--data PATH`, the test images of the user's own dataset).
 
 Every problem a user can cause becomes an `InputError` with a message meant for them, or a notice
 when the input was usable after a fix (deduplicated names, a resized or converted image).
@@ -22,6 +23,9 @@ SAMPLE_INDICES = (3, 8)  # test items shown per suite; style suites share the sc
 SAMPLE_SPLIT = "test"
 UPLOAD = "upload: "  # how an uploaded image's source starts
 OOD_CLASSES_FROM = "shapes"  # the class list `ood` samples are out of distribution for
+OWN_SAMPLES_PER_CLASS = 2  # test images of a user's dataset shown per class in the gallery
+OWN_SAMPLES_MAX = 24
+OWN_DATA: dict = {}  # name -> the user's dataset (`vlp_core.data.folder.FolderData`), see `add_own_data`
 
 
 class InputError(ValueError):
@@ -172,18 +176,52 @@ def fit_to_size(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(square.resize((size, size), Image.Resampling.BICUBIC))
 
 
+def add_own_data(data) -> None:
+    """Show the test images of a user's dataset (`open_dataset(PATH)`) as samples, first in the gallery,
+    labelled in its own class names. Raises InputError when its name is a SynthWorld suite's."""
+    if data.name in SUITES:
+        raise InputError(f"the dataset {data.source} is named {data.name!r}, like a SynthWorld suite: rename its "
+                         "folder (or split file) to tell them apart")
+    OWN_DATA[data.name] = data
+
+
+def has_own_data() -> bool:
+    """Whether a user's dataset is shown (`add_own_data`)."""
+    return bool(OWN_DATA)
+
+
 def sample_keys() -> list[str]:
-    """Keys "suite/split/index" of the gallery: SAMPLE_INDICES of every suite (all styles, OOD)."""
-    return [f"{suite}/{SAMPLE_SPLIT}/{index}" for suite in list_suites() for index in SAMPLE_INDICES]
+    """Keys "dataset/split/index" of the gallery: a user's dataset's test images first (the first
+    OWN_SAMPLES_PER_CLASS of each class, at most OWN_SAMPLES_MAX), then SAMPLE_INDICES of every
+    SynthWorld suite (all styles, OOD)."""
+    own = [f"{name}/{SAMPLE_SPLIT}/{index}" for name, data in OWN_DATA.items() for index in _own_indices(data)]
+    return own + [f"{suite}/{SAMPLE_SPLIT}/{index}" for suite in list_suites() for index in SAMPLE_INDICES]
+
+
+def _own_indices(data) -> list[int]:
+    """Indices into the test split of a user's dataset: the first OWN_SAMPLES_PER_CLASS of each class."""
+    taken: dict[int, int] = {}
+    indices = []
+    for index, datum in enumerate(data.split(SAMPLE_SPLIT)):
+        if taken.get(datum.label, 0) < OWN_SAMPLES_PER_CLASS and len(indices) < OWN_SAMPLES_MAX:
+            taken[datum.label] = taken.get(datum.label, 0) + 1
+            indices.append(index)
+    return indices
 
 
 def read_sample(key: str, size: int) -> ImageInput:
-    """A SynthWorld item rendered at the model's input size, with its true label and the mask of
-    the objects the label names (None where the suite's label is not about objects, e.g. `styles`)."""
+    """A sample at the model's input size with its true label: a user's test image (centre-cropped,
+    no mask), or a SynthWorld item rendered with the mask of the objects the label names (None where
+    the suite's label is not about objects, e.g. `styles`)."""
+    name, split, index = _parts(key)
+    if name in OWN_DATA:
+        data = OWN_DATA[name]
+        datum = data.split(split)[index]
+        pixels = fit_to_size(np.asarray(data.load_image(datum)), size)
+        return ImageInput(pixels, None, f"your data {sample_caption(key)}", label=sample_label(key), sample=key)
     try:
-        suite_name, split, index = key.split("/")
-        suite = get_suite(suite_name, image_size=size)
-        pixels, mask, _ = suite.render_item(split, int(index))
+        suite = get_suite(name, image_size=size)
+        pixels, mask, _ = suite.render_item(split, index)
     except (ValueError, KeyError) as error:
         raise InputError(f"Unknown SynthWorld sample {key!r}: use suite/split/index, e.g. shapes/test/3 "
                          f"({error}).") from None
@@ -191,30 +229,48 @@ def read_sample(key: str, size: int) -> ImageInput:
                       label=sample_label(key), sample=key)
 
 
+def _parts(key: str) -> tuple[str, str, int]:
+    """"dataset/split/index" -> (dataset, split, index); InputError for another form."""
+    try:
+        name, split, index = key.split("/")
+        return name, split, int(index)
+    except ValueError:
+        raise InputError(f"Unknown sample {key!r}: use dataset/split/index, e.g. shapes/test/3.") from None
+
+
 def sample_label(key: str) -> str:
-    """The true class of sample "suite/split/index": item i of a suite has label i % C."""
-    suite_name, _, index = key.split("/")
-    classnames = get_suite(suite_name).classnames
-    return classnames[int(index) % len(classnames)]
+    """The true class of sample "dataset/split/index": a user's image's folder class; item i of a
+    SynthWorld suite has label i % C."""
+    name, split, index = _parts(key)
+    if name in OWN_DATA:
+        data = OWN_DATA[name]
+        return data.classnames[data.split(split)[index].label]
+    classnames = get_suite(name).classnames
+    return classnames[index % len(classnames)]
 
 
 def sample_caption(key: str) -> str:
-    """"suite · split/index · true class" for a sample key."""
-    suite_name, split, index = key.split("/")
-    return f"{suite_name} · {split}/{index} · {sample_label(key)}"
+    """"dataset · split/index · true class" for a sample key."""
+    name, split, index = _parts(key)
+    return f"{name} · {split}/{index} · {sample_label(key)}"
 
 
 def thumbnail_caption(key: str) -> str:
-    """A gallery thumbnail's caption, short enough to show whole: the suite (its style for a
-    style domain) and the index, e.g. "sketch 3"."""
-    suite_name, _, index = key.split("/")
-    return f"{suite_name.split('@')[-1].split('_')[0]} {index}"
+    """A gallery thumbnail's caption, short enough to show whole: the true class and index of a user's
+    image, e.g. "tabby cat 4"; for SynthWorld, the suite (its style for a style domain) and the index,
+    e.g. "sketch 3"."""
+    name, _, index = _parts(key)
+    if name in OWN_DATA:
+        return f"{sample_label(key)} {index}"
+    return f"{name.split('@')[-1].split('_')[0]} {index}"
 
 
 def sample_classes(key: str) -> list[str]:
-    """The class list a sample is labelled in: its suite's, or for an `ood` sample the list it is
+    """The class list a sample is labelled in: its dataset's, or for an `ood` sample the list it is
     out of distribution for (OOD_CLASSES_FROM's)."""
-    suite_name = key.split("/")[0]
-    if suite_name not in SUITES:
-        raise InputError(f"Unknown SynthWorld suite {suite_name!r} in sample {key!r}.")
-    return get_suite(OOD_CLASSES_FROM if suite_name == "ood" else suite_name).classnames
+    name = key.split("/")[0]
+    if name in OWN_DATA:
+        return OWN_DATA[name].classnames
+    if name not in SUITES:
+        raise InputError(f"Unknown SynthWorld suite {name!r} in sample {key!r}.")
+    return get_suite(OOD_CLASSES_FROM if name == "ood" else name).classnames

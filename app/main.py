@@ -1,4 +1,4 @@
-"""Start the VLP Lab explorer: `python app/main.py [--model M] [--pretrained P] [--prompts DIR]`.
+"""Start the VLP Lab explorer: `python app/main.py [--model M] [--pretrained P] [--prompts DIR] [--data PATH]`.
 
 Loads one CLIP and every method (trained prompts where `--prompts DIR/<method>/` holds a
 checkpoint, initial prompts otherwise), builds the app and serves it on 127.0.0.1 unless `--host`
@@ -37,10 +37,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pretrained", default=None, help="open_clip tag (e.g. openai) or checkpoint path")
     parser.add_argument("--prompts", default=str(DEFAULT_PROMPTS),
                         help="folder with one `vlp train` checkpoint folder per method (default assets/prompts)")
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="your own images: a folder of class folders or a CoOp-format split .json; its test "
+                             "images open first in the gallery, labelled in its class names")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: gradio's, 7860 or the next free)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio share link")
     return parser.parse_args(argv)
+
+
+def add_data(path: str) -> None:
+    """Open a user's dataset (split on first use, as `vlp train --data PATH` does) and show its test images."""
+    from app.inputs import add_own_data
+    from vlp_core.data.datasets import open_dataset
+
+    if not Path(path).exists():
+        raise ValueError(f"--data {path}: no such folder or file; give a folder of class folders (one folder of "
+                         "images per class) or a CoOp-format split .json")
+    data = open_dataset(path, splits=("test",))
+    add_own_data(data)
+    print(f"  data       {data.source}: {len(data.classnames)} classes, {len(data.split('test'))} test images")
 
 
 def load(model: str, pretrained: str | None, prompts: str | Path | None) -> AppModels:
@@ -76,6 +92,8 @@ def serve(models: AppModels, host: str = "127.0.0.1", port: int | None = None, s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.data is not None:
+            add_data(args.data)
         models = load(args.model, args.pretrained, args.prompts)
     except (WeightsNotFoundError, ValueError) as error:
         print(f"app: error: {error}", file=sys.stderr)

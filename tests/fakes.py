@@ -1,10 +1,15 @@
-"""Tiny copies of real datasets in CoOp's layout (real 8x8 image files, real split files), shared by
-the dataset and engine tests."""
+"""Tiny copies of real datasets in CoOp's layout (real 8x8 image files, real split files) and small
+folders of a user's own images (PIL drawings, crops of scikit-image's photographs), shared by the
+dataset and engine tests."""
 
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 from PIL import Image
+
+from vlp_core.data.drawn import draw_shape
 
 PETS = {0: "abyssinian", 1: "american_bulldog", 2: "yorkshire_terrier"}
 PETS_TRAIN = [2, 0, 2, 1, 2, 0, 2, 1, 2, 0, 2]  # 6 x label 2, 3 x label 0, 2 x label 1, out of order
@@ -59,4 +64,34 @@ def write_imagenet(root: Path) -> Path:
     image(rendition / "n02000000" / "y.jpg")
     image(rendition / "n02000000" / "z.jpg")
     (rendition / "README.txt").write_text("not a class")
+    return root
+
+
+def draw(path: Path, shape: str, index: int, size: int = 48) -> None:
+    """A PIL drawing of `shape` (the drawn_shapes renderer), its look seeded by `index`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draw_shape(shape, np.random.default_rng(index), canvas=size).save(path)
+
+
+def write_folder(root: Path, counts: dict[str, int], shape_of=lambda name: name.split("_")[-1]) -> Path:
+    """root/<class>/<i>.png for each class and count -> root (the class folder's last word is its shape)."""
+    for name, count in counts.items():
+        for i in range(count):
+            draw(root / name / f"{i}.png", shape_of(name), i)
+    return root
+
+
+def photo_crops(root: Path, per_class: int, size: int = 64) -> Path:
+    """root/<class>/<i>.jpg: random crops of three of scikit-image's photographs (a cat, a coffee cup, a
+    rocket), one class each -> root."""
+    data = pytest.importorskip("skimage.data")
+    rng = np.random.default_rng(0)
+    for name, photo in (("cat", data.chelsea()), ("coffee_cup", data.coffee()), ("rocket", data.rocket())):
+        height, width = photo.shape[:2]
+        for i in range(per_class):
+            side = int(rng.integers(min(height, width) // 2, min(height, width)))
+            top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+            crop = Image.fromarray(photo[top : top + side, left : left + side]).resize((size, size))
+            (root / name).mkdir(parents=True, exist_ok=True)
+            crop.save(root / name / f"{i}.jpg")
     return root

@@ -367,6 +367,50 @@ def test_render_pictures(models, session):
     assert (boxed[cell // 2, 3 * cell + cell // 2] == picture[cell // 2, 3 * cell + cell // 2]).all()  # inside
 
 
+# ---------------------------------------------------------------- a user's own images (--data PATH)
+
+
+@pytest.fixture
+def own_data(tmp_path, monkeypatch):
+    """A folder of two drawn classes (10 images each: 3 test images each after the split), shown in the app."""
+    from fakes import write_folder
+    from vlp_core.data.datasets import open_dataset
+
+    monkeypatch.setattr(inputs, "OWN_DATA", {})
+    folder = write_folder(tmp_path / "drawings", {"red_circle": 10, "blue_square": 10})
+    data = open_dataset(str(folder), splits=("test",))
+    inputs.add_own_data(data)
+    return data
+
+
+def test_own_images_open_first_labelled_in_their_class_names(models, own_data):
+    keys = inputs.sample_keys()
+    own = [key for key in keys if key.startswith("drawings/")]
+    assert keys[:4] == own and len(own) == 4 and handlers.landing_sample(models) == own[0]  # 2 of each class's 3
+    tests = own_data.split("test")
+    assert sorted(tests[int(key.split("/")[2])].label for key in own) == [0, 0, 1, 1]
+    assert inputs.sample_classes(own[0]) == own_data.classnames == ["blue square", "red circle"]
+    image = inputs.read_sample(own[0], 64)
+    first = tests[int(own[0].split("/")[2])]
+    assert image.pixels.shape == (64, 64, 3) and image.mask is None
+    assert image.label == own_data.classnames[first.label] and inputs.thumbnail_caption(own[0]).startswith(image.label)
+    session = handlers.load_sample(models, own[0], ", ".join(own_data.classnames)).session
+    assert session.label == image.label and session.classes == own_data.classnames
+
+
+def test_own_data_named_like_a_suite_or_missing_is_refused(tmp_path, monkeypatch, capsys):
+    from fakes import write_folder
+    from app.main import main
+    from vlp_core.data.datasets import open_dataset
+
+    monkeypatch.setattr(inputs, "OWN_DATA", {})
+    folder = write_folder(tmp_path / "shapes", {"red_circle": 6, "blue_square": 6})
+    with pytest.raises(inputs.InputError, match="like a SynthWorld suite: rename its folder"):
+        inputs.add_own_data(open_dataset(str(folder), splits=("test",)))
+    assert main(["--data", str(tmp_path / "nowhere")]) == 2  # refused before any model loads
+    assert "no such folder or file; give a folder of class folders" in capsys.readouterr().err and inputs.OWN_DATA == {}
+
+
 # ---------------------------------------------------------------- class lists, references, landing sample
 
 

@@ -2,6 +2,7 @@
 processes, and DistributedDataParallel on gloo (CPU) giving the one-process answer, resumable with
 any number of processes. NCCL is the same code on CUDA devices; these tests run on the CPU."""
 
+import json
 import os
 import subprocess
 import sys
@@ -220,9 +221,11 @@ def test_torchrun_trains_one_run_on_two_processes_as_on_one(tmp_path):
     two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "vlp_core", *command,
                           "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
-    assert two.stdout.count("prompts saved in") == 1 and two.stdout.replace("two", "one") == one.stdout
+    assert two.stdout.count("prompts saved in") == 1
+    assert two.stdout.replace("two", "one").replace(", 2 processes)", ")") == one.stdout
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint.json", "checkpoint.safetensors",
-                                                                    "run.json"]
+                                                                    "curves.png", "metrics.jsonl", "run.json"]
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2
     reference, split = _learned(tmp_path / "one"), _learned(tmp_path / "two")
     for key in reference:
         assert_equivalent(split[key], reference[key])

@@ -246,10 +246,79 @@ def test_ctrl_c_is_one_line_and_the_run_resumes_where_it_stopped(tmp_path, capsy
     monkeypatch.setattr(trainer, "_train_epoch", stop_in_second_epoch)
     assert _train(tmp_path) == 130
     error = capsys.readouterr().err.strip().splitlines()
-    assert error[-1] == "vlp: interrupted at epoch 2 of 2; run the same command to resume"
+    assert error[-1] == "vlp: interrupted at epoch 2 of 2; the finished epochs are saved: run the same command to resume"
     monkeypatch.setattr(trainer, "_train_epoch", real)
     assert _train(tmp_path) == 0
     assert f"resuming: {tmp_path} holds epochs 1-1 of 2" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_starting_says_what_was_stopped(tmp_path, capsys, monkeypatch):
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(JobSpec, "clip", stop)
+    assert _train(tmp_path) == 130
+    assert capsys.readouterr().err.strip() == (
+        "vlp: interrupted outside a training epoch (starting, scoring or writing); finished epochs and runs are "
+        "saved: run the same command to resume")
+    assert vlp(["eval", "--method", "zeroshot", "--data", "shapes"]) == 130
+    assert capsys.readouterr().err.strip() == "vlp: interrupted"
+
+
+def test_out_must_be_a_folder_of_this_command_before_anything_loads(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(JobSpec, "clip", lambda *args: pytest.fail("loaded a model before refusing --out"))
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    assert _train(file) == 2
+    assert capsys.readouterr().err.strip() == f"vlp: error: --out {file} is a file: name a folder (it is made if missing)"
+    for command, made, owner in (("train", "diagnosis.json", "diagnose"), ("train", "results.json", "protocol"),
+                                 ("train", "rows.json", "protocol"), ("protocol", "run.json", "train"),
+                                 ("protocol", "checkpoint.json", "train"), ("diagnose", "training.json", "pretrain-synth")):
+        out = tmp_path / f"{command}-{made}"
+        out.mkdir()
+        (out / made).write_text("{}")
+        line = {"train": ["train", "--method", "coop", "--out", str(out)],
+                "protocol": ["protocol", "fewshot", "--out", str(out)], "diagnose": ["diagnose", "--out", str(out)]}
+        assert vlp(line[command]) == 2
+        assert capsys.readouterr().err.strip() == (f"vlp: error: --out {out} holds the output of `vlp {owner}` ({made}): "
+                                                   f"give `vlp {command}` a folder of its own")
+
+
+def test_options_of_a_method_the_job_does_not_run_are_refused(tmp_path, capsys):
+    assert _train(tmp_path, "--set", "disa.mask_ratio=0.2") == 2
+    assert capsys.readouterr().err.strip() == (
+        "vlp: error: --set disa.mask_ratio: this job does not run disa (it runs coop); drop the option, or run disa too")
+    assert vlp(["protocol", "fewshot", "--methods", "gallop", "coop", "--set", "disa.mask_ratio=0.2",
+                "disa.dir_loss=mse", "--out", str(tmp_path / "p")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "vlp: error: --set disa.mask_ratio disa.dir_loss: this job does not run disa (it runs gallop, coop); drop the "
+        "option, or run disa too")
+
+
+def test_another_run_in_out_is_refused_with_the_telling_differences_first(tmp_path, capsys):
+    assert _train(tmp_path, "--quiet") == 0
+    assert vlp(["train", "--method", "disa", "--model", "vlp-tiny", "--shots", "2", "--epochs", "3", "--out",
+                str(tmp_path), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"vlp: error: {tmp_path} holds another run (saved -> asked for):",
+        '  method: "coop" -> "disa"',  # the method first; its options' lines (another method's) left out
+        "  record.shots: 1 -> 2",
+        "  config.epochs: 2 -> 3",
+        "  config.lr: 0.001 -> 0.01",
+        "Use the same settings to resume it, another output folder, or --overwrite to start afresh."]
+
+
+def test_pretrain_synth_needs_an_out_and_keeps_a_finished_model(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        vlp(["pretrain-synth"])
+    assert "the following arguments are required: --out" in capsys.readouterr().err
+    (tmp_path / "open_clip_model.safetensors").write_bytes(b"weights")
+    assert vlp(["pretrain-synth", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"vlp: error: --out {tmp_path} holds a finished model ({tmp_path / 'open_clip_model.safetensors'}): train into "
+        f"another folder, or pass --overwrite to train a new one from scratch in its place")
+    assert vlp(["pretrain-synth", "--out", str(ROOT / "assets" / "synth-clip")]) == 2
+    assert "holds the bundled model, on which assets/prompts and docs/results were trained" in capsys.readouterr().err
 
 
 def test_a_broken_image_mid_run_is_one_line(tmp_path, capsys, monkeypatch):

@@ -33,7 +33,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = [
     "01_quick_start", "02_coop_to_ivlp", "03_disa_saliency", "04_disa_regularisers", "05_gallop_local",
     "06_gallop_dropout_multiscale", "07_ood_detection", "08_ablations", "09_real_clip_and_data",
-    "10_what_prompts_learned",
+    "10_what_prompts_learned", "11_your_own_images",
 ]
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 FAST_LINE = 'FAST = os.environ.get("VLP_FAST") == "1"'

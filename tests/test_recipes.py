@@ -197,3 +197,31 @@ def test_the_bundled_prompts_ran_the_recipe_of_the_results(method):
     assert record["recipe"] == json.loads(json.dumps(expected.as_dict()))
     assert checkpoint["epochs_run"] == expected.train.epochs
     assert {k: v for k, v in checkpoint["config"].items() if k not in ("seed", "progress")} == record["recipe"]["train"]
+
+
+def test_the_depth_that_runs_is_the_depth_recorded():
+    """The paper rule on a model with fewer blocks than ViT-B/16: the methods clip depth 9 to the tower's
+    blocks and GalLoP's k to its patches; the run's recipe records what runs and what was asked."""
+    cpu = torch.device("cpu")
+    disa = run_recipe("disa", "fewshot", "EuroSAT", 4, 10, rule="paper", trainable=True, device=cpu, shape=SYNTH_CLIP)
+    assert (disa.options["text_depth"], disa.options["vision_depth"]) == (4, 6)
+    assert disa.as_dict()["clipped"] == {"text_depth": 9, "vision_depth": 9}
+    gallop = run_recipe("gallop", "fewshot", "EuroSAT", 4, 10, rule="paper", trainable=True, device=cpu,
+                        shape=dataclasses.replace(SYNTH_CLIP, patches=12), options={"topk": [5, 10, 15, 20]})
+    assert gallop.options["topk"] == (5, 10, 12, 12) and gallop.clipped == {"topk": [5, 10, 15, 20]}
+    paper = run_recipe("disa", "fewshot", "EuroSAT", 4, 10, rule="paper", trainable=True, device=cpu, shape=VIT_B16)
+    assert "clipped" not in paper.as_dict() and paper.options["text_depth"] == 9
+
+
+def test_vlp_recipe_says_what_runs_on_a_smaller_model_and_which_checkpoint_is_scored(capsys):
+    assert vlp(["recipe", "--method", "disa", "--protocol", "fewshot", "--dataset", "EuroSAT", "--rule", "paper",
+                "--model", "synth-clip"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["options"]["text_depth"], printed["options"]["vision_depth"]) == (4, 6)
+    assert printed["method_config"]["text_depth"] == 4 and printed["clipped"] == {"text_depth": 9, "vision_depth": 9}
+    assert printed["notes"] == ["text_depth 9 runs as 4: the model has 4 text blocks",
+                                "vision_depth 9 runs as 6: the model has 6 vision blocks"]
+    assert printed["checkpoint"] == "GPA aggregate of epochs 1-50"
+    assert vlp(["recipe", "--method", "coop", "--protocol", "fewshot", "--dataset", "EuroSAT"]) == 0
+    printed = json.loads(capsys.readouterr().out)  # the paper rule's own model: nothing clipped
+    assert printed["checkpoint"] == "last epoch" and "notes" not in printed and "clipped" not in printed

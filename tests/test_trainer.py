@@ -1,4 +1,4 @@
-"""The trainer: schedule, checkpoints that hold only learned tensors, exact resume, NaN stop."""
+"""The trainer: schedule, checkpoints that hold only learned tensors, exact resume, NaN stop, the refusal of another run."""
 
 import json
 import math
@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from vlp_core.data.loaders import make_loader, train_transform
 from vlp_core.data.synthworld import get_suite
-from vlp_core.engine.trainer import NonFiniteLossError, TrainConfig, learning_rate, train
+from vlp_core.engine.trainer import NonFiniteLossError, TrainConfig, differences, learning_rate, telling, train
 from vlp_core.methods.coop import CoOp, CoOpConfig
 
 
@@ -102,3 +102,14 @@ def test_non_finite_loss_stops_with_the_step_and_terms(setup, tmp_path, monkeypa
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 2: ce=nan, total=nan"):
         train(method, loader, config, out_dir=tmp_path)
     assert not (tmp_path / "checkpoint.json").exists()
+
+
+def test_run_differences_most_telling_first_and_the_rest_named():
+    saved = {"method": "coop", "clip": {"model": "a"}, "config": {"lr": 1, "epochs": 2, "momentum": 0, "seed": 1},
+             "record": {"dataset": "x", "shots": 1, "few_shot": {"sampling": "p"}, "classes": ["a"]}}
+    wanted = {"method": "coop", "clip": {"model": "b"}, "config": {"lr": 2, "epochs": 3, "momentum": 1, "seed": 2},
+              "record": {"dataset": "y", "shots": 2, "few_shot": {"sampling": "q"}, "classes": ["b"]}}
+    assert telling(differences(saved, wanted)) == [
+        'clip.model: "a" -> "b"', 'record.dataset: "x" -> "y"', 'record.classes: ["a"] -> ["b"]',
+        "record.shots: 1 -> 2", "config.seed: 1 -> 2", 'record.few_shot.sampling: "p" -> "q"',
+        "and 3 more: config.epochs, config.lr, config.momentum"]

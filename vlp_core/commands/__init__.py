@@ -16,7 +16,8 @@ import threading
 
 from vlp_core.commands.common import RAW
 
-SUBCOMMANDS = ("info", "protocol", "train", "eval", "recipe", "compare", "report", "bench", "diagnose", "pretrain_synth")
+SUBCOMMANDS = ("info", "protocol", "train", "eval", "runs", "recipe", "compare", "report", "bench", "diagnose",
+               "pretrain_synth")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,20 @@ def _one_line(error: BaseException) -> str:
     if "Original Traceback" in text:
         text = text.splitlines()[-1].split(": ", 1)[-1]
     return text or type(error).__name__
+
+
+def interrupted(stop: KeyboardInterrupt, command: str) -> str:
+    """What a Ctrl-C (or SIGTERM) stopped, and what is kept: a training epoch (the trainer names it; the
+    epochs before it are saved), the rest of a command that trains (start-up, scoring, writing), or a
+    command that keeps nothing."""
+    if str(stop):
+        return f"{stop}; the finished epochs are saved: run the same command to resume"
+    if command in ("train", "protocol"):
+        return ("interrupted outside a training epoch (starting, scoring or writing); finished epochs and runs "
+                "are saved: run the same command to resume")
+    if command == "pretrain-synth":
+        return "interrupted; the last saved training state is kept: run the same command to resume"
+    return "interrupted"
 
 
 def _log_to_stderr(quiet: bool) -> None:
@@ -83,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             _join_processes(args)
         return args.run(args)
     except KeyboardInterrupt as stop:
-        print(f"vlp: {stop or 'interrupted'}; run the same command to resume", file=sys.stderr)
+        print(f"vlp: {interrupted(stop, args.command)}", file=sys.stderr)
         return 130
     except (OSError, ValueError, KeyError, ImportError, NonFiniteLossError) as error:
         print(f"vlp: error: {_one_line(error)}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -98,8 +99,31 @@ def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", default=None, help="open_clip tag (e.g. openai) or checkpoint path")
 
 
+# what each command writes into its --out (a folder holds one command's output): the files that mark it
+OUTPUTS = {
+    "train": ("run.json", "checkpoint.json", "metrics.jsonl"),
+    "protocol": ("results.json", "results.md", "config.json", "rows.json"),
+    "diagnose": ("diagnosis.json", "diagnosis.md", "headroom.png"),
+    "pretrain-synth": ("training.json", "open_clip_config.json", "pretrain-state", "MODEL_CARD.md", "diagnosis.json"),
+}
+
+
+def check_out(out: str, command: str) -> None:
+    """Refuse, before anything loads, an --out that is a file or a folder holding another command's
+    output (a folder holds one command's output; `command` is a key of `OUTPUTS`)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out} is a file: name a folder (it is made if missing)")
+    for other, files in OUTPUTS.items():
+        found = [name for name in files if name not in OUTPUTS[command] and (path / name).exists()]
+        if other != command and found:
+            raise ValueError(f"--out {out} holds the output of `vlp {other}` ({', '.join(found)}): give `vlp {command}` "
+                             f"a folder of its own")
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
-    """What a command that trains takes besides its data: options, epochs, output, overwrite, quiet."""
+    """What a command that trains takes besides its data: options, epochs, output, overwrite, quiet,
+    kept epochs and a dry run."""
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD.OPTION=VALUE",
                         help="method options over the recipe's, e.g. disa.dir_loss=mse gallop.dropout=0")
     parser.add_argument("--rule", nargs="*", default=[], metavar="KEY=VALUE",
@@ -110,6 +134,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh: discard checkpoints in --out instead of resuming them")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, no log lines")
+    parser.add_argument("--keep-epochs", action="store_true",
+                        help="also keep every epoch's learned tensors in each run folder (epochs/), for "
+                             "`vlp eval --epoch N` (default: only the checkpoint that is scored)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="train nothing: list the runs with their steps and recipes, and the time and peak "
+                             "memory they will take, measured on a few real training steps")
 
 
 def scores_line(scores: dict[str, float]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vlp_core.commands.common import add_backbone_arguments, add_device_arguments
+from vlp_core.commands.common import add_backbone_arguments, add_device_arguments, check_out
 
 HELP = "does prompt learning have room? zero-shot vs few-shot probes, localisation, OOD"
 DESCRIPTION = (
@@ -16,14 +16,16 @@ EXAMPLES = """\
   vlp diagnose                                    # synth-clip on every SynthWorld suite
   vlp diagnose --data shapes colour_shapes --seeds 1 --out results/diag
   vlp diagnose --model ViT-B-16-quickgelu --pretrained openai --data-root /data/coop --data Caltech101 DTD \\
-      --ood ImageNet:Textures"""
+      --ood ImageNet:Textures
+  vlp diagnose --model ViT-B-16-quickgelu --pretrained openai --data ~/my_photos --shots 8 --out results/diag-mine"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", default=None,
-                        help="datasets (default: every SynthWorld classification suite and style domain)")
+                        help="datasets (default: every SynthWorld classification suite and style domain); also the "
+                             "paths of your own images (folders of class folders or CoOp split .json files)")
     parser.add_argument("--ood", nargs="*", default=None, metavar="ID:OOD",
-                        help="in-distribution:OOD dataset pairs (default with SynthWorld: shapes:ood)")
+                        help="in-distribution:OOD dataset pairs (default, where shapes is measured: shapes:ood)")
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--n-test", type=int, default=None, help="first N test images per dataset (default: all)")
@@ -35,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out(args.out, "diagnose")
     from vlp_core.backbone import DEFAULT_MODEL, load_clip
     from vlp_core.engine.trainer import resolve_device
     from vlp_core.tools.diagnose import diagnose, write_diagnosis
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 def diagnosis_datasets(names: list[str] | None, ood_pairs: list[str] | None, root: str | None, image_size: int):
     """The datasets and "ID:OOD" pairs to measure -> (datasets, [(ID, OOD)]); SynthWorld (no data
-    root) defaults to every classification suite and style domain, and the pair shapes:ood."""
+    root) defaults to every classification suite and style domain, and, where shapes is measured, the
+    pair shapes:ood."""
     from vlp_core.data.datasets import data_source, open_dataset
 
     synthetic = data_source(root) == "synthworld"
@@ -61,7 +65,7 @@ def diagnosis_datasets(names: list[str] | None, ood_pairs: list[str] | None, roo
 
         names = list(CLASSIFICATION_SUITES)
     if ood_pairs is None:
-        ood_pairs = ["shapes:ood"] if synthetic else []
+        ood_pairs = ["shapes:ood"] if synthetic and "shapes" in names else []
     pairs = []
     for pair in ood_pairs:
         if pair.count(":") != 1:

@@ -13,6 +13,7 @@ from vlp_core.commands.common import (
     add_data_arguments,
     add_device_arguments,
     add_run_arguments,
+    check_out,
     parse_options,
     parse_parameters,
     parse_rule_options,
@@ -25,7 +26,9 @@ DESCRIPTION = (
     "independent run with its own folder under --out/runs: finished runs are collected, not run again, "
     "interrupted runs resume from their checkpoints, and runs can go to several processes at once (--jobs) "
     "or to a SLURM cluster (--launcher submitit); dg, xd and ood train their source (ImageNet, or shapes) "
-    "once per method and seed.")
+    "once per method and seed. Each run folder keeps its metrics (metrics.jsonl, curves.png; `vlp runs` lists "
+    "them). --datasets also takes the paths of your own images (a folder of class folders or a CoOp split "
+    ".json). --dry-run trains nothing and says what each run and the whole job will cost.")
 EXAMPLES = """\
   vlp protocol base2novel --methods zeroshot coop ivlp promptsrc disa gallop --out results/b2n
   vlp protocol fewshot --methods coop disa --shots 1 2 4 8 16 --datasets shapes --out results/fs
@@ -33,6 +36,8 @@ EXAMPLES = """\
   vlp protocol xd --methods disa gallop --prompts results/dg --out results/xd   # reuse dg's sources
   vlp protocol ood --methods zeroshot gallop --out results/ood
   vlp protocol base2novel --methods disa --set disa.mask_ratio=0.2 --seeds 1 --out results/r02
+  vlp protocol fewshot --methods coop disa --shots 1 2 4 --datasets ~/my_photos --out results/mine
+  vlp protocol base2novel --methods disa gallop --dry-run --out results/b2n     # what it will cost
   vlp protocol base2novel --preset vitb16 --data-root /data/coop --methods disa --out results/vitb16
   vlp protocol fewshot --preset vitb16 --data-root /data/coop --methods gallop --sampling stratified_total \\
       --trainval FGVCAircraft --class-order first_appearance --seeds 1 --out results/g
@@ -100,10 +105,17 @@ def launcher(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out(args.out, "protocol")
+    if args.dry_run:
+        from vlp_core.experiments.estimate import estimate_job, render_estimate
+
+        print(render_estimate(estimate_job(job_spec(args))))
+        return 0
     from vlp_core.experiments.jobs import RunsFailed, run_job
 
     try:
-        run_job(job_spec(args), args.out, progress=not args.quiet, overwrite=args.overwrite, launcher=launcher(args))
+        run_job(job_spec(args), args.out, progress=not args.quiet, overwrite=args.overwrite, launcher=launcher(args),
+                keep_epochs=args.keep_epochs)
     except RunsFailed as failed:
         print((Path(args.out) / "results.md").read_text())
         print(f"vlp: {failed}", file=sys.stderr)

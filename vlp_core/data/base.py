@@ -59,6 +59,8 @@ class ClassificationData(Protocol):
         """A boolean (H, W) ground-truth object mask, or None where the dataset has none."""
         ...
 
+    # Optional: `folder` (where its few-shot draws are kept) and `require_shots(shots)` (refuse a draw
+    # of `shots` per class from a class with fewer training images).
 
 class FirstAppearanceOrder:
     """`data` with its classes numbered in order of first appearance in its train split (GalLoP's
@@ -69,6 +71,7 @@ class FirstAppearanceOrder:
         self.data = data
         self.name = data.name
         self.folder = getattr(data, "folder", None)
+        self.require_shots = getattr(data, "require_shots", None)
         seen = list(dict.fromkeys(d.label for d in data.split("train")))
         self.order = seen + [label for label in range(len(data.classnames)) if label not in seen]
 

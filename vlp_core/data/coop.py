@@ -140,7 +140,7 @@ class DatasetNotFoundError(FileNotFoundError):
     def __init__(self, path: Path, spec: DatasetSpec, root: Path):
         super().__init__(
             f"{spec.name}: expected {path}, which does not exist.\n"
-            f"Expected layout under the data root {root}:\n{_indent(spec.layout())}\n"
+            f"Expected layout under the data root {root}:\n{indent(spec.layout())}\n"
             "Point --data-root at the folder that holds the dataset folders."
         )
         self.path = path
@@ -230,11 +230,11 @@ class CoOpDataset:
                 missing = [str(self.image_root / d.key) for d in items if not (self.image_root / d.key).is_file()]
                 if missing:
                     problems.append(f"{len(missing)} of the {len(items)} listed {split} images do not exist, e.g.\n"
-                                    + _indent("\n".join(missing[:MISSING_SHOWN])))
+                                    + indent("\n".join(missing[:MISSING_SHOWN])))
         if problems:
             raise DatasetContentError(
-                f"{self.name} under {self.folder} is not usable:\n" + _indent("\n".join(problems))
-                + f"\nExpected layout under the data root {self.root}:\n{_indent(self.spec.layout())}")
+                f"{self.name} under {self.folder} is not usable:\n" + indent("\n".join(problems))
+                + f"\nExpected layout under the data root {self.root}:\n{indent(self.spec.layout())}")
 
 
 def _require(data: CoOpDataset, path: Path) -> Path:
@@ -253,7 +253,7 @@ def load_rgb(path: Path) -> Image.Image:
         raise ImageReadError(f"cannot read image {path}: {err}") from err
 
 
-def _indent(text: str) -> str:
+def indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
@@ -262,7 +262,7 @@ def _lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _readable(classname: str) -> str:
+def readable(classname: str) -> str:
     """The class name CoOp's prompt learners tokenise: underscores become spaces."""
     return classname.replace("_", " ")
 
@@ -272,7 +272,7 @@ def _only_test(items: list[Datum]) -> Callable[[str], list[Datum]]:
     return lambda split: items if split == "test" else []
 
 
-def _image_files(directory: Path, recursive: bool = False) -> list[Path]:
+def image_files(directory: Path, recursive: bool = False) -> list[Path]:
     """Image files in `directory` (and its subfolders if `recursive`), hidden entries skipped,
     in sorted path order. One `scandir` per folder: ImageNet's train split is 1.28M files."""
     found: list[Path] = []
@@ -281,7 +281,7 @@ def _image_files(directory: Path, recursive: bool = False) -> list[Path]:
             if entry.name.startswith("."):
                 continue
             if recursive and entry.is_dir():
-                found += _image_files(Path(entry.path), recursive)
+                found += image_files(Path(entry.path), recursive)
             elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
                 found.append(Path(entry.path))
     return sorted(found)
@@ -296,7 +296,7 @@ def _class_folder_items(image_root: Path, classes: Iterable[tuple[str, int, str]
         if directory.is_dir():
             items += [
                 Datum(path.relative_to(image_root).as_posix(), label, classname)
-                for path in _image_files(directory)
+                for path in image_files(directory)
             ]
     return items
 
@@ -307,16 +307,16 @@ def _read_split_zhou(data: CoOpDataset) -> _Contents:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         splits = {
-            split: [Datum(relpath, int(label), _readable(name)) for relpath, label, name in raw[split]]
+            split: [Datum(relpath, int(label), readable(name)) for relpath, label, name in raw[split]]
             for split in SPLITS
         }
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path} is not a CoOp split file ({err!r})") from err
-    names = _names_by_label((d for items in splits.values() for d in items), path)
+    names = names_by_label((d for items in splits.values() for d in items), path)
     return _Contents(names, splits.__getitem__)
 
 
-def _names_by_label(items: Iterable[Datum], source: Path) -> list[str]:
+def names_by_label(items: Iterable[Datum], source: Path) -> list[str]:
     """Class names indexed by label; every label 0..max must occur, each with one name."""
     names: dict[int, str] = {}
     for d in items:
@@ -340,10 +340,10 @@ def _read_fgvc(data: CoOpDataset) -> _Contents:
             image_id, _, variant = line.partition(" ")
             if variant not in label_of:
                 raise ValueError(f"{path}: {variant!r} is not in {variants_file}")
-            items.append(Datum(f"{image_id}.jpg", label_of[variant], _readable(variant)))
+            items.append(Datum(f"{image_id}.jpg", label_of[variant], readable(variant)))
         return items
 
-    return _Contents([_readable(v) for v in variants], read_split)
+    return _Contents([readable(v) for v in variants], read_split)
 
 
 def _imagenet_classes(data: CoOpDataset) -> dict[str, str]:
@@ -353,7 +353,7 @@ def _imagenet_classes(data: CoOpDataset) -> dict[str, str]:
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise DatasetNotFoundError(candidates[0], data.spec, data.root)
-    names = {wnid: _readable(name) for wnid, _, name in (line.partition(" ") for line in _lines(path))}
+    names = {wnid: readable(name) for wnid, _, name in (line.partition(" ") for line in _lines(path))}
     return {wnid: names[wnid] for wnid in sorted(names)}
 
 
@@ -409,7 +409,7 @@ def _read_image_folder(data: CoOpDataset) -> _Contents:
     """An OOD folder: every image below it is an unlabelled test item."""
     items = [
         Datum(path.relative_to(data.image_root).as_posix(), OOD_LABEL, "")
-        for path in _image_files(_require(data, data.image_root), recursive=True)
+        for path in image_files(_require(data, data.image_root), recursive=True)
     ]
     return _Contents([], _only_test(items))
 

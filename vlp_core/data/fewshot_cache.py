@@ -59,10 +59,11 @@ def few_shot_split(
     exists, else sampled and written there (`cache_dir=None`: sampled, not persisted).
 
     Per class (default) the sample is `sample_few_shot`'s: K per class from train, then
-    min(K, 4) per class from val. Pass a dataset's own folder as `cache_dir` (for a
+    min(K, 4) per class from val (`check_shots` first). Pass a dataset's own folder as `cache_dir` (for a
     `CoOpDataset`, its `folder`), as files of different datasets share names.
     """
     check_choice("sampling", sampling, SAMPLINGS)
+    check_shots(data, shots, sampling, train_on_trainval)
     train, val = data.split("train"), data.split("val")
     if train_on_trainval:
         train, val = train + val, []
@@ -81,6 +82,16 @@ def few_shot_split(
     if path is not None:
         _save(path, header, few_train, few_val)
     return few_train, few_val
+
+
+def check_shots(data: ClassificationData, shots: int, sampling: Sampling = "per_class",
+                train_on_trainval: bool = False) -> None:
+    """Have a dataset that refuses classes with fewer training images than `shots` (a user's folder,
+    `vlp_core.data.folder`: its `require_shots`) check a per-class draw from its train split; CoOp's
+    benchmarks and SynthWorld keep all of a short class."""
+    check = getattr(data, "require_shots", None)
+    if check is not None and sampling == "per_class" and not train_on_trainval:
+        check(shots)
 
 
 def sample_stratified_total(items: Sequence[Datum], shots: int, seed: int) -> list[Datum]:
@@ -121,19 +132,20 @@ def _save(path: Path, header: dict, train: Sequence[Datum], val: Sequence[Datum]
 def _load(
     path: Path, header: dict, train: Sequence[Datum], val: Sequence[Datum]
 ) -> tuple[list[Datum], list[Datum]]:
-    """The items of a saved split, checked against the request and the dataset's current splits."""
+    """The items of a saved split, checked against the request and the dataset's current splits. A draw
+    names images (key and label): each comes back as the dataset has it now, so renaming a class keeps
+    its draws."""
     content = json.loads(path.read_text(encoding="utf-8"))
     stored = {key: content.get(key) for key in header}
     if stored != header:
         raise ValueError(f"{path} holds the split {stored}, not {header}; pass this dataset's own cache_dir")
-    few_train = [Datum(**d) for d in content["train"]]
-    few_val = [Datum(**d) for d in content["val"]]
-    for chosen, pool in ((few_train, train), (few_val, val)):
-        stale = set(chosen) - set(pool)
+    drawn = []
+    for part, pool in (("train", train), ("val", val)):
+        current = {(d.key, d.label): d for d in pool}
+        chosen = [(d["key"], d["label"]) for d in content[part]]
+        stale = [key for key, label in chosen if (key, label) not in current]
         if stale:
-            example = next(iter(stale)).key
-            raise ValueError(
-                f"{path} lists items no longer in {header['dataset']} (e.g. {example}); "
-                "delete it to sample again"
-            )
-    return few_train, few_val
+            raise ValueError(f"{path} lists items no longer in {header['dataset']} (e.g. {stale[0]}); "
+                             "delete it to sample again")
+        drawn.append([current[item] for item in chosen])
+    return drawn[0], drawn[1]

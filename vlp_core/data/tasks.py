@@ -17,7 +17,7 @@ from PIL import Image
 from vlp_core.choices import check_choice
 from vlp_core.data.base import ClassificationData, ClassOrder, Datum, relabel
 from vlp_core.data.fewshot import base_novel_labels
-from vlp_core.data.fewshot_cache import Sampling, few_shot_split
+from vlp_core.data.fewshot_cache import Sampling, few_shot_path, few_shot_split
 
 Part = Literal["all", "base", "novel"]
 PARTS: tuple[Part, ...] = ("all", "base", "novel")
@@ -72,12 +72,17 @@ class Task:
 
 
 def make_task(data: ClassificationData, shots: int, seed: int, part: Part = "all",
-              options: FewShotOptions = FewShotOptions()) -> Task:
+              options: FewShotOptions = FewShotOptions(), keep_draw: bool = True) -> Task:
     """The K-shot task of `part` of `data`'s classes with `seed`. A real dataset persists the draw
-    beside its files as CoOp's `split_fewshot/shot_K-seed_S.json` and reads it back later."""
+    beside its files as CoOp's `split_fewshot/shot_K-seed_S.json` and reads it back later
+    (`keep_draw=False`: a draw not kept yet is made without writing it, as a dry run does)."""
     check_choice("classes", part, PARTS)
-    drawn, _ = few_shot_split(data, shots, seed, getattr(data, "folder", None), options.sampling,
-                              data.name in options.trainval, options.class_order)
+    folder = getattr(data, "folder", None)
+    if folder is not None and not keep_draw:
+        folder = folder if few_shot_path(folder, shots, seed, options.sampling, data.name in options.trainval,
+                                         options.class_order).is_file() else None
+    drawn, _ = few_shot_split(data, shots, seed, folder, options.sampling, data.name in options.trainval,
+                              options.class_order)
     base, novel = base_novel_labels(drawn)
     train = drawn if part == "all" else relabel(drawn, base if part == "base" else novel)
     return Task(data, shots, seed, part, tuple(base), tuple(novel), tuple(train))

@@ -31,6 +31,7 @@ import torch
 from vlp_core.choices import check_choice
 from vlp_core.backbone import ClipBundle
 from vlp_core.engine.trainer import TrainConfig, resolve_precision
+from vlp_core.methods.registry import evaluated_checkpoint
 from vlp_core.methods.templates import COOP_TEMPLATES
 
 Rule = Literal["paper", "synth"]
@@ -150,16 +151,19 @@ class Recipe:
     train: TrainConfig | None
     options: dict[str, Any]
     rule_options: dict[str, Any] = field(default_factory=dict)  # the synth rule's budget, where changed
+    clipped: dict[str, Any] = field(default_factory=dict)  # options the model cannot run: the value asked for
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: the key, the TrainConfig fields (without seed and progress), the options and
-        any change of the rule's budget."""
+        """JSON-ready: the key, the TrainConfig fields (without seed and progress), the options (those
+        that run), any change of the rule's budget and any option clipped to the model (its value asked
+        for)."""
         train = None
         if self.train is not None:
             train = {k: v for k, v in dataclasses.asdict(self.train).items() if k not in ("seed", "progress")}
         record = {"method": self.method, "protocol": self.protocol, "dataset": self.dataset, "shots": self.shots,
                   "rule": self.rule, "train": train, "options": dict(self.options)}
-        return {**record, "rule_options": dict(self.rule_options)} if self.rule_options else record
+        extra = {"rule_options": dict(self.rule_options), "clipped": dict(self.clipped)}
+        return {**record, **{key: value for key, value in extra.items() if value}}
 
 
 def recipe(method: str, protocol: str, dataset: str, shots: int, rule: Rule = "paper",
@@ -238,6 +242,32 @@ def scaled_options(options: dict[str, Any], shape: ModelShape, paper_epochs: int
     return scaled
 
 
+def fitted_to_model(options: dict[str, Any], shape: ModelShape) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`options` as a model of `shape` runs them: prompt depths at most the tower's blocks, GalLoP's k at
+    most its patches (the methods clip them so) -> (those options, {option: value asked for} of the
+    options that changed)."""
+    fitted = dict(options)
+    for key, blocks in (("text_depth", shape.text_blocks), ("vision_depth", shape.vision_blocks)):
+        if key in fitted:
+            fitted[key] = min(fitted[key], blocks)
+    if "topk" in fitted:
+        fitted["topk"] = tuple(min(k, shape.patches) for k in fitted["topk"])
+    clipped = {key: options[key] for key in options if _plain(fitted[key]) != _plain(options[key])}
+    return fitted, clipped
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def recipe_checkpoint(recorded: dict[str, Any]) -> str | None:
+    """Which learned tensors the run of a recorded recipe (`Recipe.as_dict()`, or a loaded source's
+    record) is scored with: "last epoch", "GPA aggregate of epochs 1-N", or None when it trains nothing."""
+    if not recorded.get("train"):
+        return None
+    return evaluated_checkpoint(recorded["method"], recorded["options"], recorded["train"]["epochs"])
+
+
 def run_recipe(method: str, protocol: str, dataset: str, shots: int, num_classes: int, *, rule: Rule,
                trainable: bool, device: torch.device, shape: ModelShape | None = None, epochs: int | None = None,
                precision: str | None = None, options: dict[str, Any] | None = None,
@@ -245,10 +275,14 @@ def run_recipe(method: str, protocol: str, dataset: str, shots: int, num_classes
     """The settings of one run, decided once: the table's recipe under `rule` (the synth rule scales it
     to the model's `shape`, with `rule_options` over its budget), `epochs` (quick checks; a notebook's
     fast mode), the precision for `device` (`precision`, else the recipe's on CUDA and fp32 on the CPU)
-    and the user's method `options` over the recipe's. `as_dict()` of the result is what the run records."""
+    and the user's method `options` over the recipe's, fitted to the model's `shape` (`fitted_to_model`:
+    the depth that runs is the depth recorded). `as_dict()` of the result is what the run records."""
     table = recipe(method, protocol, dataset, shots, rule, num_classes, trainable, shape, epochs, rule_options)
     config = table.train
     if config is not None:
         config = dataclasses.replace(config, precision=resolve_precision(precision, config.precision, device))
-    return dataclasses.replace(table, train=config, options={**table.options, **(options or {})},
-                               rule_options=dict(rule_options or {}))
+    merged, clipped = {**table.options, **(options or {})}, {}
+    if shape is not None:
+        merged, clipped = fitted_to_model(merged, shape)
+    return dataclasses.replace(table, train=config, options=merged, rule_options=dict(rule_options or {}),
+                               clipped=clipped)

@@ -20,7 +20,10 @@ from typing import Any
 
 from vlp_core.backbone import ClipBundle
 from vlp_core.data.base import ClassificationData
+from vlp_core.data.fewshot_cache import check_shots
 from vlp_core.data.tasks import make_task
+from vlp_core.engine.recipes import recipe_checkpoint
+from vlp_core.engine.run_log import record_evaluation
 from vlp_core.experiments.launchers import Launcher
 from vlp_core.experiments.protocols import protocol, run_dir
 from vlp_core.experiments.runs import Context
@@ -66,7 +69,8 @@ class Run:
 
 
 class JobData:
-    """The datasets of a job in this process, each opened (and checked) once."""
+    """The datasets of a job in this process, each opened (and checked) once, found by the name the job
+    gives them (for a user's folder, its path) or by their own name (what a `Run` holds)."""
 
     def __init__(self, spec: JobSpec, clip: ClipBundle):
         self.spec, self.clip = spec, clip
@@ -74,24 +78,41 @@ class JobData:
 
     def trained(self, name: str) -> ClassificationData:
         """A dataset trained on (train and test splits checked)."""
-        if (name, True) not in self._opened:
-            self._opened[name, True] = self.spec.open(name, self.clip)
-        return self._opened[name, True]
+        return self._find(name, trained=True)
 
     def tested(self, name: str) -> ClassificationData:
         """A dataset only tested on (its test split; an OOD set in the ood protocol)."""
-        if (name, False) not in self._opened:
-            self._opened[name, False] = self.spec.open(name, self.clip, ("test",), ood=self.spec.protocol == "ood")
-        return self._opened[name, False]
+        return self._find(name, trained=False)
+
+    def _find(self, name: str, trained: bool) -> ClassificationData:
+        """The dataset the job names `name`, or else the one whose own name is `name` (opening the job's
+        datasets of that role until one is), or else the dataset `name`."""
+        if (name, trained) not in self._opened:
+            given = job_datasets(self.spec)[0 if trained else 1]
+            for other in ([name] if name in given else [*given, name]):
+                data = self._opened.get((other, trained)) or self._open(other, trained)
+                self._opened[other, trained] = self._opened[data.name, trained] = data
+                if name in (other, data.name):
+                    break
+        return self._opened[name, trained]
+
+    def _open(self, name: str, trained: bool) -> ClassificationData:
+        if trained:
+            return self.spec.open(name, self.clip)
+        return self.spec.open(name, self.clip, ("test",), ood=self.spec.protocol == "ood")
 
 
 def plan_job(spec: JobSpec, datasets: JobData) -> list[Run]:
     """Every run of the job in order (method, seed, dataset, K); all its datasets opened and checked
-    here, before anything trains."""
+    here (their few-shot draws of the largest K too), before anything trains."""
     trained_on, tested_on = job_datasets(spec)
-    names = [datasets.trained(name).name for name in trained_on]
-    targets = tuple(datasets.tested(name).name for name in tested_on)
     shots = spec.shots if protocol(spec.protocol).per_shots else spec.shots[-1:]
+    names = []
+    for name in trained_on:
+        data = datasets.trained(name)
+        check_shots(data, max(shots), spec.sampling, data.name in spec.trainval)
+        names.append(data.name)
+    targets = tuple(datasets.tested(name).name for name in tested_on)
     return [Run(spec.protocol, method, name, seed, k, targets)
             for method in spec.methods or method_names() for seed in spec.seeds for name in names for k in shots]
 
@@ -116,17 +137,34 @@ def finished(spec: JobSpec, clip: ClipBundle, run: Run, out_dir: Path) -> dict |
 
 
 def execute(ctx: Context, datasets: JobData, run: Run, label: str = "") -> list[dict]:
-    """Train (or resume) and score one run in this process -> its rows, also saved in its folder with
-    the run's wall time (training, or resuming, and scoring)."""
+    """Train (or resume) and score one run in this process -> its rows, each naming the checkpoint it
+    scored; saved in its folder with the run's wall time (training, or resuming, and scoring), and
+    their scores added to the folder's metrics (`record_evaluation`)."""
     chosen = protocol(run.protocol)
     task = make_task(datasets.trained(run.dataset), run.shots, run.seed, chosen.part, ctx.spec.few_shot)
     targets = [datasets.tested(name) for name in run.targets]
     started = time.perf_counter()
-    rows = chosen.run(ctx, run.method, task, targets, label)
+    rows = [with_checkpoint(row) for row in chosen.run(ctx, run.method, task, targets, label)]
+    folder = run.folder(ctx.out_dir)
+    for row in rows:
+        record_evaluation(folder, row_label(row), {k: v for k, v in row.items() if isinstance(v, float)},
+                          (row["recipe"].get("train") or {}).get("epochs"), run.what)
     saved = {"run": run_key(ctx.spec, ctx.clip, run), "device": str(ctx.device),
              "seconds": round(time.perf_counter() - started, 1), "rows": rows}
-    write_text_atomically(run.folder(ctx.out_dir) / ROWS, json.dumps(saved, indent=1))
+    write_text_atomically(folder / ROWS, json.dumps(saved, indent=1))
     return rows
+
+
+def with_checkpoint(row: dict) -> dict:
+    """A result row with the checkpoint its run was scored with ("last epoch", "GPA aggregate of epochs
+    1-N"; none for a method that does not train), from its recipe."""
+    checkpoint = recipe_checkpoint(row["recipe"])
+    return row if checkpoint is None else {**row, "checkpoint": checkpoint}
+
+
+def row_label(row: dict) -> str:
+    """What a row scores, in words: its dataset (ood: and the OOD set and score)."""
+    return " · ".join(str(row[key]) for key in ("dataset", "ood", "score") if key in row)
 
 
 @dataclass(frozen=True)
@@ -138,6 +176,7 @@ class RunTask:
     run: Run
     out_dir: str
     overwrite: bool = False
+    keep_epochs: bool = False
 
     def __call__(self) -> None:
         out_dir = Path(self.out_dir)
@@ -145,7 +184,7 @@ class RunTask:
         error.unlink(missing_ok=True)
         try:
             clip = self.spec.clip()
-            ctx = Context(self.spec, clip, out_dir, self.overwrite, progress=False)
+            ctx = Context(self.spec, clip, out_dir, self.overwrite, progress=False, keep_epochs=self.keep_epochs)
             execute(ctx, JobData(self.spec, clip), self.run)
         except BaseException:
             error.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +210,7 @@ class RunsFailed(RuntimeError):
 
 
 def run_job(spec: JobSpec, out_dir: str | Path, progress: bool = True, clip: ClipBundle | None = None,
-            overwrite: bool = False, launcher: Launcher | None = None) -> list[dict]:
+            overwrite: bool = False, launcher: Launcher | None = None, keep_epochs: bool = False) -> list[dict]:
     """Run a protocol for every method, dataset, K and seed; write the results folder.
 
     A run whose folder holds its rows (same settings) is not run again. The others run one after
@@ -179,6 +218,7 @@ def run_job(spec: JobSpec, out_dir: str | Path, progress: bool = True, clip: Cli
     jobs of `launcher` (a `launchers.LocalLauncher` or `SubmititLauncher`: each job loads the CLIP
     the spec names; `RunsFailed` lists the failed runs after the report of the finished ones).
     overwrite: start every run afresh instead of resuming its checkpoint or collecting its rows.
+    keep_epochs: every run keeps each epoch's learned tensors (`vlp eval --epoch N`).
     """
     spec.check()
     chosen = protocol(spec.protocol)
@@ -200,13 +240,13 @@ def run_job(spec: JobSpec, out_dir: str | Path, progress: bool = True, clip: Cli
         log.info(f"{len(plan) - len(pending)} of {len(plan)} runs already finished in {out_dir}: collected")
     failures: dict[str, str] = {}
     if launcher is None:
-        ctx = Context(spec, clip, out_dir, overwrite, progress)
+        ctx = Context(spec, clip, out_dir, overwrite, progress, keep_epochs=keep_epochs)
         for index, run in enumerate(pending, 1):
             label = f"run {index}/{len(pending)} · {run.what}"
             log.info(label)
             execute(ctx, datasets, run, label)
     elif pending:
-        failures = launcher.run([RunTask(spec, run, str(out_dir), overwrite) for run in pending],
+        failures = launcher.run([RunTask(spec, run, str(out_dir), overwrite, keep_epochs) for run in pending],
                                 [run.what for run in pending])
     results = [(run, finished(spec, clip, run, out_dir)) for run in plan]
     rows = [row for _, saved in results if saved is not None for row in saved["rows"]]

@@ -499,7 +499,8 @@ def _row_differences(method: str, protocol: str, row: dict, config: dict, cards:
     if not paper:
         unchecked.add(f"the recipe (no card states the papers' {method} recipe for {protocol})")
         return []
-    run = {**(recipe.get("train") or {}), "checkpoint": row.get("checkpoint"), "fpr95_rule": row.get("fpr95_rule"),
+    run = {**(recipe.get("train") or {}), "checkpoint": checkpoint_kind(row.get("checkpoint")),
+           "fpr95_rule": row.get("fpr95_rule"),
            "sampling": config.get("spec", {}).get("sampling")}
     source = "; ".join(citations)
     differences = []
@@ -512,6 +513,11 @@ def _row_differences(method: str, protocol: str, row: dict, config: dict, cards:
             what = field.replace("_", " ")
             differences.append((what, _shown(field, run[field]), _shown(field, paper[field]), source))
     return differences
+
+
+def checkpoint_kind(checkpoint: str | None) -> str | None:
+    """A row's checkpoint as the paper cards name it: "GPA aggregate of epochs 1-20" -> "GPA aggregate"."""
+    return checkpoint.split(" of epochs")[0] if checkpoint else checkpoint
 
 
 def _template_difference(row: dict, cards: dict[str, dict], unchecked: set[str]) -> list[tuple[str, str, str, str]]:

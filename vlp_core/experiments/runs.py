@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,8 +24,16 @@ from vlp_core.data.base import ClassificationData, Datum
 from vlp_core.data.loaders import eval_transform, make_loader, train_transform
 from vlp_core.data.tasks import Part, Task, make_task
 from vlp_core.engine import distributed
-from vlp_core.engine.recipes import ModelShape, Recipe, run_recipe
-from vlp_core.engine.trainer import CHECKPOINT_META, CHECKPOINT_TENSORS, checkpoint_meta, load_trained, train
+from vlp_core.engine.recipes import ModelShape, Recipe, recipe_checkpoint, run_recipe
+from vlp_core.engine.run_log import record_evaluation
+from vlp_core.engine.trainer import (
+    CHECKPOINT_META,
+    CHECKPOINT_TENSORS,
+    checkpoint_meta,
+    load_trained,
+    scored_checkpoint,
+    train,
+)
 from vlp_core.experiments.spec import JobSpec
 from vlp_core.files import write_text_atomically
 from vlp_core.methods.base import PromptMethod
@@ -44,6 +53,7 @@ class Context:
     out_dir: Path
     overwrite: bool = False  # discard existing checkpoints instead of resuming them
     progress: bool = True
+    keep_epochs: bool = False  # keep every epoch's learned tensors (`vlp eval --epoch N`)
     eval_batch_size: int = 128
     frozen_text: FrozenTextFeatures = field(init=False)
     shape: ModelShape = field(init=False)  # what the synth rule scales the papers' settings to
@@ -108,7 +118,7 @@ def fit(ctx: Context, settings: Recipe, task: Task, run_dir: Path, label: str = 
               "few_shot": dataclasses.asdict(ctx.spec.few_shot)}
     train(method, ctx.loader(task.data, task.train, config.batch_size, config.crop_scale, task.seed), config,
           out_dir=run_dir, resume=True, prepare_loader=ctx.loader(task.data, task.train, ctx.eval_batch_size),
-          record=record, label=label)
+          record=record, label=label, keep_epochs=ctx.keep_epochs)
     return method
 
 
@@ -178,31 +188,57 @@ def id_ness(ctx: Context, method: PromptMethod, data: ClassificationData,
 
 
 def train_one(spec: JobSpec, method: str, dataset: str, classes: Part, out_dir: str | Path,
-              progress: bool = True, overwrite: bool = False) -> dict | None:
+              progress: bool = True, overwrite: bool = False, keep_epochs: bool = False) -> dict | None:
     """`vlp train`: one method on one dataset (K shots of `classes`, the first seed, the recipe of
-    `spec.protocol`); the checkpoint and a run record go to `out_dir`. -> test scores and what ran.
+    `spec.protocol`); the checkpoint, its metrics and a run record go to `out_dir`. -> test scores and
+    what ran: the data (and the name that opens it again), the recipe, which checkpoint is scored, how
+    many processes trained it, and the seconds this command took to train (or resume) and score it.
 
     In a distributed run every process trains; the main one alone evaluates, writes and returns
     the record (the others None)."""
     spec.check()
-    ctx = Context(spec, spec.clip(), Path(out_dir), overwrite, progress)
+    started = time.perf_counter()
+    ctx = Context(spec, spec.clip(), Path(out_dir), overwrite, progress, keep_epochs=keep_epochs)
     task = make_task(spec.open(dataset, ctx.clip), spec.shots[-1], spec.seeds[0], classes, spec.few_shot)
     settings = ctx.settings(method, spec.protocol, task)
-    model = fit(ctx, settings, task, ctx.out_dir, f"{method} · {task.name} · seed {task.seed}")
+    label = f"{method} · {task.name} · seed {task.seed}"
+    model = fit(ctx, settings, task, ctx.out_dir, label)
     if not distributed.is_main():
         return None
-    record = {"dataset": task.name, "classes": classes, "shots": task.shots, "seed": task.seed,
-              "preset": spec.preset, "data_root": spec.data_root, "class_order": spec.class_order,
-              "recipe": settings.as_dict(), "test": evaluate_part(ctx, model, task)}
+    recipe = settings.as_dict()
+    scores = evaluate_part(ctx, model, task)
+    record_evaluation(ctx.out_dir, task.name, scores, settings.train.epochs, label)
+    record = {"dataset": task.name, "data": reopenable(dataset), "classes": classes, "shots": task.shots,
+              "seed": task.seed, "preset": spec.preset, "data_root": spec.data_root, "class_order": spec.class_order,
+              "recipe": recipe, "checkpoint": recipe_checkpoint(recipe),
+              "processes": processes(checkpoint_meta(ctx.out_dir)["history"]),
+              "seconds": round(time.perf_counter() - started, 1), "test": scores}
     write_text_atomically(ctx.out_dir / RUN_RECORD, json.dumps(record, indent=2))
     return record
 
 
+def processes(history: Sequence[dict]) -> int | list[int]:
+    """How many processes trained a run, from its checkpoint's history: one number, or one per epoch
+    where a resumed run changed it (epochs recorded before processes were, count as one)."""
+    counts = [entry.get("processes", 1) for entry in history]
+    return counts[0] if len(set(counts)) == 1 else counts
+
+
+def reopenable(name: str) -> str:
+    """A dataset name as `open_dataset` reads it from any working folder: a path (a user's folder or
+    split file) made absolute, any other name as it is."""
+    path = Path(name)
+    return str(path.resolve()) if path.exists() else name
+
+
 def evaluate_one(spec: JobSpec, prompts: str | None, method: str, dataset: str, classes: Part,
-                 progress: bool = True) -> dict:
-    """`vlp eval`: top-1 of trained prompts (a `train_one` folder) or of an untrained method on a
-    dataset's test split -> the scores with the dataset, split and classes evaluated."""
+                 progress: bool = True, epoch: int | None = None) -> dict:
+    """`vlp eval`: top-1 of trained prompts (a `train_one` folder; `epoch`: the tensors it kept of that
+    epoch) or of an untrained method on a dataset's test split -> the scores with the dataset, split,
+    classes and checkpoint evaluated."""
     spec.check()
+    if epoch is not None and not prompts:
+        raise ValueError("--epoch N picks an epoch of trained prompts: pass --prompts DIR too")
     ctx = Context(spec, spec.clip(), Path("."), progress=progress)
     data = spec.open(dataset, ctx.clip, ("test",) if classes == "all" else ("train", "test"))
     if classes == "all":  # no few-shot draw needed: every class, the whole test split
@@ -210,18 +246,21 @@ def evaluate_one(spec: JobSpec, prompts: str | None, method: str, dataset: str, 
     else:  # CoOp's halves follow the few-shot draw of the run's shots and seed
         task = make_task(data, spec.shots[-1], spec.seeds[0], classes, spec.few_shot)
         items, names = task.test(), task.class_names()
+    checkpoint = None
     if prompts:
-        model = load_trained(prompts, ctx.clip, ctx.frozen_text)
+        model = load_trained(prompts, ctx.clip, ctx.frozen_text, epoch)
+        checkpoint = f"epoch {epoch}" if epoch is not None else scored_checkpoint(checkpoint_meta(prompts))
     else:
         options = ctx.untrained_options(method, "fewshot", data, spec.shots[-1])
         model = build_method(method, ctx.clip, options, ctx.frozen_text)
     return {"dataset": data.name, "split": "test", "classes": classes, "class_names": names,
-            "method": model.name, "scores": evaluate(ctx, model, data, items, names)}
+            "method": model.name, "checkpoint": checkpoint, "scores": evaluate(ctx, model, data, items, names)}
 
 
 def trained_defaults(prompts: str | Path) -> dict[str, Any]:
     """What a `train_one` folder was trained on (dataset, data root, preset, classes, shots, seed,
-    model), for `vlp eval`'s defaults; only the model for a checkpoint without a run record."""
+    model), for `vlp eval`'s defaults; only the model for a checkpoint without a run record. "data" is
+    the name that opens the dataset again (for a user's folder, its path; "dataset" is its name)."""
     meta = checkpoint_meta(prompts)
     defaults = {"model": meta.get("clip", {}).get("model"), "pretrained": meta.get("clip", {}).get("pretrained")}
     record_path = Path(prompts) / RUN_RECORD
@@ -229,4 +268,5 @@ def trained_defaults(prompts: str | Path) -> dict[str, Any]:
         record = json.loads(record_path.read_text())
         defaults.update({key: record[key] for key in ("dataset", "data_root", "preset", "shots", "seed",
                                                       "class_order")})
+        defaults["data"] = record.get("data", record["dataset"])  # the name that opens it again
     return defaults

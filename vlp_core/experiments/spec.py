@@ -80,13 +80,17 @@ class JobSpec:
         return FewShotOptions(self.sampling, tuple(self.trainval), self.class_order)
 
     def check(self) -> None:
-        """Refuse an unknown preset or method, or a method option that its method does not have or
-        that has the wrong type, before anything is loaded."""
+        """Refuse an unknown preset or method, a method option that its method does not have or that
+        has the wrong type, and options of a method the job does not run, before anything is loaded."""
         preset = self.preset_entry
         for method in self.methods or []:
             method_class(method)
         for method, options in self.method_options.items():
             method_config(method, options)
+            if self.methods is not None and method not in self.methods:
+                names = " ".join(f"{method}.{option}" for option in options)
+                raise ValueError(f"--set {names}: this job does not run {method} (it runs {', '.join(self.methods)}); "
+                                 f"drop the option, or run {method} too")
         SynthRule.with_options(self.rule_options)
         if preset.real_data and self.data_root is None:
             raise ValueError(f"preset {self.preset!r} reads real datasets: pass --data-root /path/to/datasets")

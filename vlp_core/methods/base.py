@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +79,12 @@ class PromptMethod(nn.Module, ABC):
         self._image_seeds: list[int] | None = None  # inside `drawing_per_image`
         self._image_generators: list[torch.Generator] | None = None
         self._stem: tuple | None = None  # (images, their version, autocast state, their stem tokens)
+
+    @classmethod
+    def evaluated_checkpoint(cls, config: Any, epochs: int) -> str | None:
+        """Which learned tensors a run of `epochs` epochs with `config` is scored with, in words:
+        "last epoch" (those of its last epoch), or None for a method that does not train."""
+        return "last epoch" if cls.trainable else None
 
     @property
     def device(self) -> torch.device:

@@ -80,6 +80,12 @@ class PromptSRC(IVLP):
                 self.register_buffer(f"gpa_{name}", torch.zeros_like(parameter))
         self._given_teacher: tuple[tuple[str, ...], Tensor] | None = None  # (classes, ĝ_o) from another process
 
+    @classmethod
+    def evaluated_checkpoint(cls, config: PromptSRCConfig, epochs: int) -> str | None:
+        """With GPA, the Gaussian-weighted aggregate of every epoch's prompts, which replaces the last
+        epoch's after training."""
+        return f"GPA aggregate of epochs 1-{epochs}" if config.gpa else super().evaluated_checkpoint(config, epochs)
+
     @property
     def teacher_text(self) -> Tensor:
         """(C, D) ĝ_o: the frozen 60-template text ensemble of the current classes (cached), averaged

@@ -116,3 +116,9 @@ def _described(expected: Any) -> str:
         return f"a list of {plural} (e.g. [5,10,15,20])"
     names = {float: "a number", int: "an integer", bool: "true or false", str: "a string", type(None): "null"}
     return names.get(expected, getattr(expected, "__name__", str(expected)))
+
+
+def evaluated_checkpoint(name: str, options: dict[str, Any] | None, epochs: int) -> str | None:
+    """Which learned tensors a run of method `name` with `options`, trained `epochs` epochs, is scored
+    with, in words ("last epoch", "GPA aggregate of epochs 1-N"; None for a method that does not train)."""
+    return method_class(name).evaluated_checkpoint(method_config(name, options), epochs)

@@ -140,7 +140,7 @@ everything runs offline; every prompted code path it exercises is the one ViT-B/
 
 ## How it was trained, and why
 
-Command: `vlp pretrain-synth --image-steps {config['image_steps']} --text-steps {config['text_steps']} --seed {config['seed']}`
+Command: `vlp pretrain-synth --image-steps {config['image_steps']} --text-steps {config['text_steps']} --seed {config['seed']} --out FOLDER`
 ({training['device']}, {training['threads']} CPU thread{'s' if training['threads'] > 1 else ''}: image tower {minutes['image']:.0f} min, text tower
 {minutes['text']:.0f} min, wall-clock as `training.json` records it; these grow with other work on the same
 cores). Locked-image tuning (LiT, Zhai et al. 2022), in two stages:
