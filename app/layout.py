@@ -14,6 +14,7 @@ import gradio as gr
 from app import charts, render
 from app.attribution import KINDS
 from app.handlers import Session
+from app.inputs import has_own_data
 from app.models import METHOD_TITLES, AppModels
 from app.ood import OOD_SCORES, THRESHOLD_RANGE, THRESHOLD_STEP
 from app.summaries import describe_models, method_label, status_text, untrained_banner
@@ -128,7 +129,7 @@ def build_layout(models: AppModels, first: Session, samples: list[tuple], sample
     banner = gr.Markdown(untrained_banner(models))
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            gr.Markdown("**SynthWorld samples** (every suite and style): click one")
+            gr.Markdown(gallery_heading())
             gallery = gr.Gallery(samples, show_label=False, columns=3, height=300, allow_preview=False, buttons=[],
                                  object_fit="contain", elem_id="samples")
             sample = gr.Dropdown(sample_keys, value=sample_keys[0][1], label="…or pick a sample by name")
@@ -159,6 +160,13 @@ def build_layout(models: AppModels, first: Session, samples: list[tuple], sample
     return Layout(state, banner, gallery, sample, upload, classes, keep_own, apply, progress, preview, status,
                   disa, gallop, ood, predictions, learned, attribution, attribute, models_text, prompts_folder,
                   load_prompts)
+
+
+def gallery_heading() -> str:
+    """The gallery's heading: your own images first when `--data` gave some."""
+    if has_own_data():
+        return "**Your images** (test split), then **SynthWorld samples** (every suite and style): click one"
+    return "**SynthWorld samples** (every suite and style): click one"
 
 
 def _class_dropdown(models: AppModels, session: Session, label: str) -> gr.Dropdown:

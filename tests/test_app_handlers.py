@@ -396,6 +396,8 @@ def test_own_images_open_first_labelled_in_their_class_names(models, own_data):
     assert image.label == own_data.classnames[first.label] and inputs.thumbnail_caption(own[0]).startswith(image.label)
     session = handlers.load_sample(models, own[0], ", ".join(own_data.classnames)).session
     assert session.label == image.label and session.classes == own_data.classnames
+    from app.layout import gallery_heading
+    assert gallery_heading().startswith("**Your images** (test split)")
 
 
 def test_own_data_named_like_a_suite_or_missing_is_refused(tmp_path, monkeypatch, capsys):
