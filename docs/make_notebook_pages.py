@@ -4,7 +4,8 @@
     python docs/make_notebook_pages.py 03_disa_saliency     # one page (names without .ipynb)
 
 Runs each notebook top to bottom on a fresh `python3` kernel with `VLP_FAST` unset (full mode, the
-bundled model unless the notebook says otherwise) and this checkout's `vlp_core` first on the path,
+bundled model unless the notebook says otherwise, `VLP_PAGE=1`: interactive widgets drawn once at their
+initial values) and this checkout's `vlp_core` first on the path,
 then writes `docs/notebooks/<name>.md` with its figures in `docs/notebooks/<name>_files/`, and the
 index `docs/notebooks/README.md`. The committed notebooks stay stripped of outputs. Each page
 records the SHA-256 of its notebook's cells (type and source, outputs ignored):
@@ -32,6 +33,7 @@ HASH_LINE = "<!-- notebook cells sha256: {} -->"
 HASH_PATTERN = re.compile(r"<!-- notebook cells sha256: ([0-9a-f]{64}) -->")
 LINK = re.compile(r"(\]\()([^)\s]+)(\))")  # a Markdown link's or picture's target
 FAST_ENV = "VLP_FAST"
+PAGE_ENV = "VLP_PAGE"  # set for the kernels: a live widget is drawn once, as its page shows it
 
 
 def cells_hash(notebook: dict) -> str:
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make_notebook_pages: no such notebook: {', '.join(missing)}", file=sys.stderr)
         return 2
     os.environ.pop(FAST_ENV, None)  # full mode: the kernels inherit this environment
+    os.environ[PAGE_ENV] = "1"  # a page cannot move a slider, and a live widget's output can hang nbclient
     # the kernels import this checkout's vlp_core, whatever copy the environment has installed
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
     PAGES.mkdir(parents=True, exist_ok=True)
