@@ -365,7 +365,7 @@ def test_another_model_is_not_comparable_and_still_listed(model, pretrained, rea
 
 
 @pytest.mark.parametrize("folder", ["base2novel", "few_shot", "domain_generalisation", "ood",
-                                    "ablation_disa/ratio_0.2", "ablation_gallop/k5"])
+                                    "ablation_disa/no_mask", "ablation_gallop/k_dense"])
 def test_the_committed_synthworld_results_are_not_comparable(folder):
     rows, results_config = load_results(RESULTS / folder)
     comparison = compare_with_papers(rows, results_config)

@@ -79,6 +79,8 @@ def _setup(spec: dict) -> tuple[dict, dict]:
 
 
 def _seconds(op, device: torch.device) -> float:
+    """Wall seconds of `op()`, CUDA's queue drained before and after. Written here, not imported: the
+    worker imports nothing of the version it measures beyond `load_clip` and `build_method`."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
