@@ -137,7 +137,7 @@ def overhead_text(results_root: Path) -> str:
     path = results_root / "bench" / "disa_overhead.json"
     if not path.is_file():
         return ("DiSa claims a modest training overhead over PromptSRC: **not run** (`vlp bench --methods promptsrc "
-                "disa --batch-size 16 --steps 15 --out docs/results/bench/disa_overhead.json`).")
+                "disa --batch-size 16 --classes colour_shapes --steps 15 --out docs/results/bench/disa_overhead.json`).")
     bench = json.loads(path.read_text())
     row = next(r for r in bench["rows"] if r["method"] == "disa")
     ratios = np.array(row["vs_first"]["values"])
@@ -449,6 +449,8 @@ def sensitivity_page(results: Results) -> str:
                 body.append([suite, method, f"{_hm(before):.1f} -> {_hm(after):.1f}",
                              f"{interval.difference:+.1f} [{interval.low:+.1f}, {interval.high:+.1f}]"])
             flips += _ordering_changes(main, rows, suite, affected)
+        seeds = sorted({r["seed"] for r in rows})
+        parts.append(f"Run for {', '.join(affected)}; seeds {', '.join(map(str, seeds))}.\n")
         parts.append(_table(["suite", "method", "HM main -> alternative", "alternative - main [95 % interval]"],
                             body) + "\n")
         parts.append("Orderings: " + ("; ".join(flips) if flips else "no pair of methods changes order on either "

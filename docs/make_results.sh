@@ -19,7 +19,7 @@ seeds="1 2 3"
 transfer_seeds="1 2 3 4 5"  # the sources train once for dg, xd and ood: cheap enough for five seeds
 b2n() { vlp protocol base2novel --quiet $short "$@"; }
 ablation() { b2n --datasets colour_shapes --seeds $seeds "$@"; }  # colour_shapes: its novel half is held out of pretraining
-sensitivity() { ablation "$@"; }  # the synth rule's choices, measured on the same suite and seeds
+sensitivity() { b2n --datasets shapes colour_shapes --seeds $seeds "$@"; }
 
 part_a() {
   b2n --methods $all --seeds $seeds --out $out/base2novel
@@ -43,6 +43,9 @@ part_a() {
     ablation --methods disa --set disa.dir_loss=$loss --out $out/ablation_disa/dir_$loss
   done
   ablation --methods disa --set disa.use_sr=false --out $out/ablation_disa/no_sr
+  # DiSa's "modest training overhead": step time against PromptSRC's, interleaved rounds
+  vlp bench --methods promptsrc disa --batch-size 16 --classes colour_shapes --steps 15 \
+    --out $out/bench/disa_overhead.json
   for ratio in 0.1 0.2 0.4 0.5; do
     ablation --methods disa --set disa.mask_ratio=$ratio disa.mask_pool=0.5 --out $out/ablation_disa/ratio_$ratio
   done
@@ -57,8 +60,7 @@ part_b() {
   ablation --methods gallop --set gallop.dropout=0.0 gallop.dropout_sampling=without_replacement \
     --out $out/ablation_gallop/no_dropout
   ablation --methods gallop --set gallop.learn_local_proj=false --out $out/ablation_gallop/no_local_proj
-  ablation --methods gallop --set gallop.dropout=0.5 --out $out/ablation_gallop/dropout_0.5
-  # sensitivity to the synth rule's choices (docs/methods.md), measured on colour_shapes
+  # sensitivity to the synth rule's choices (docs/methods.md), on two suites
   sensitivity --methods $trained --rule 'crop_scale=[0.5,1.0]' --out $out/sensitivity/crop_0.5
   sensitivity --methods promptsrc disa --set promptsrc.sr_text_weight=25 promptsrc.sr_image_weight=10 \
     disa.sr_text_weight=25 disa.sr_image_weight=10 disa.dir_weight=1 --out $out/sensitivity/loss_weights_paper
@@ -66,6 +68,7 @@ part_b() {
     disa.gpa_std=1 --out $out/sensitivity/gpa_paper
   sensitivity --methods gallop --set 'gallop.topk=[5,10,15,20]' --out $out/sensitivity/topk_paper
   sensitivity --methods coop gallop ivlp promptsrc disa --rule steps=960 --out $out/sensitivity/steps_x4
+  ablation --methods gallop --set gallop.dropout=0.5 --out $out/ablation_gallop/dropout_0.5
   sensitivity --methods ivlp promptsrc disa --set ivlp.text_depth=12 ivlp.vision_depth=12 promptsrc.text_depth=12 \
     promptsrc.vision_depth=12 disa.text_depth=12 disa.vision_depth=12 --out $out/sensitivity/depth_all_blocks
   sensitivity --methods coop gallop --rule steps=1000000 --out $out/sensitivity/paper_epochs  # 200 epochs
