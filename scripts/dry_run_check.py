@@ -2,7 +2,7 @@
 run, then the same run trained, its wall time as its run record keeps it (training and scoring).
 
     python scripts/dry_run_check.py                       # coop ivlp promptsrc disa gallop, shapes, 6 epochs
-    python scripts/dry_run_check.py --methods disa --epochs 20 --out /tmp/check
+    python scripts/dry_run_check.py --methods disa --epochs 20 --out runs/dry-run-check
 
 Prints, per method, the predicted and the measured seconds and their ratio (measured / predicted).
 Run it on a quiet machine: both numbers grow with other work on the same cores.

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from vlp_core.data.drawn import draw_shape
+from vlp_core.engine import trainer
 
 PETS = {0: "abyssinian", 1: "american_bulldog", 2: "yorkshire_terrier"}
 PETS_TRAIN = [2, 0, 2, 1, 2, 0, 2, 1, 2, 0, 2]  # 6 x label 2, 3 x label 0, 2 x label 1, out of order
@@ -95,3 +96,15 @@ def photo_crops(root: Path, per_class: int, size: int = 64) -> Path:
             (root / name).mkdir(parents=True, exist_ok=True)
             crop.save(root / name / f"{i}.jpg")
     return root
+
+
+def interrupt_second_epoch(monkeypatch) -> None:
+    """Make training stop with KeyboardInterrupt (Ctrl-C) as its second epoch starts."""
+    real = trainer._train_epoch
+
+    def stop_in_second_epoch(method, loader, optimizer, config, epoch, *args):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(method, loader, optimizer, config, epoch, *args)
+
+    monkeypatch.setattr(trainer, "_train_epoch", stop_in_second_epoch)

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from fakes import image, write_imagenet, write_pets
+from fakes import image, interrupt_second_epoch, write_imagenet, write_pets
 from vlp_core.commands import main as vlp
 from vlp_core.commands.common import parse_options
 from vlp_core.data import coop
 from vlp_core.data.coop import DatasetContentError
-from vlp_core.engine import trainer
 from vlp_core.experiments import results, runs
 from vlp_core.experiments.jobs import JobData, job_datasets, plan_job, run_job
 from vlp_core.experiments.protocols import PROTOCOLS
@@ -236,18 +235,11 @@ def test_train_refuses_another_run_in_out_and_overwrite_starts_afresh(tmp_path, 
 
 
 def test_ctrl_c_is_one_line_and_the_run_resumes_where_it_stopped(tmp_path, capsys, monkeypatch):
-    real = trainer._train_epoch
-
-    def stop_in_second_epoch(method, loader, optimizer, config, epoch, *args):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real(method, loader, optimizer, config, epoch, *args)
-
-    monkeypatch.setattr(trainer, "_train_epoch", stop_in_second_epoch)
+    interrupt_second_epoch(monkeypatch)
     assert _train(tmp_path) == 130
     error = capsys.readouterr().err.strip().splitlines()
     assert error[-1] == "vlp: interrupted at epoch 2 of 2; the finished epochs are saved: run the same command to resume"
-    monkeypatch.setattr(trainer, "_train_epoch", real)
+    monkeypatch.undo()  # training runs whole again
     assert _train(tmp_path) == 0
     assert f"resuming: {tmp_path} holds epochs 1-1 of 2" in capsys.readouterr().err
 

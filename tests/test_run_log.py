@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 
-from fakes import write_folder
+from fakes import interrupt_second_epoch, write_folder
 from vlp_core.commands import main as vlp
 from vlp_core.data.loaders import make_loader, train_transform
 from vlp_core.data.synthworld import get_suite
@@ -166,14 +166,7 @@ def test_vlp_runs_lists_train_and_protocol_runs_and_committed_rows(tiny, tmp_pat
     spec = JobSpec("fewshot", methods=["zeroshot", "disa"], datasets=[str(folder)], seeds=[1], shots=[2], epochs=2)
     rows = run_job(spec, tmp_path / "results" / "fs", progress=False, clip=tiny)
     assert [row.get("checkpoint") for row in rows] == [None, "GPA aggregate of epochs 1-2"]
-    real = trainer._train_epoch
-
-    def stop_in_second_epoch(method, loader, optimizer, config, epoch, *args):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real(method, loader, optimizer, config, epoch, *args)
-
-    monkeypatch.setattr(trainer, "_train_epoch", stop_in_second_epoch)
+    interrupt_second_epoch(monkeypatch)
     assert vlp(["train", "--method", "ivlp", "--model", "vlp-tiny", "--shots", "1", "--epochs", "3", "--out",
                 str(tmp_path / "runs" / "ivlp"), "--quiet"]) == 130
     trained_only = tmp_path / "runs" / "trained-only"  # trained, never scored (a dg source)

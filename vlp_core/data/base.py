@@ -62,31 +62,37 @@ class ClassificationData(Protocol):
     # Optional: `folder` (where its few-shot draws are kept) and `require_shots(shots)` (refuse a draw
     # of `shots` per class from a class with fewer training images).
 
-class FirstAppearanceOrder:
-    """`data` with its classes numbered in order of first appearance in its train split (GalLoP's
-    official class indices; classes absent from train follow in label order) instead of by the
-    dataset's own labels. Images, masks and the `folder` of a real dataset are the wrapped data's."""
+class ClassSubset:
+    """The classes `labels` of `data` as a dataset of their own, numbered 0..n-1 in that order; its
+    images and masks are `data`'s. It has no folder, so a few-shot draw of it is never persisted."""
 
-    def __init__(self, data: ClassificationData):
-        self.data = data
-        self.name = data.name
-        self.folder = getattr(data, "folder", None)
-        self.require_shots = getattr(data, "require_shots", None)
-        seen = list(dict.fromkeys(d.label for d in data.split("train")))
-        self.order = seen + [label for label in range(len(data.classnames)) if label not in seen]
+    def __init__(self, data: ClassificationData, labels: Sequence[int], name: str):
+        self.data, self.labels, self.name = data, list(labels), name
 
     @property
     def classnames(self) -> list[str]:
-        return [self.data.classnames[label] for label in self.order]
+        return [self.data.classnames[label] for label in self.labels]
 
     def split(self, name: str) -> list[Datum]:
-        return relabel(self.data.split(name), self.order)
+        return relabel(self.data.split(name), self.labels)
 
     def load_image(self, datum: Datum) -> Image.Image:
         return self.data.load_image(datum)
 
     def load_mask(self, datum: Datum) -> np.ndarray | None:
         return self.data.load_mask(datum)
+
+
+class FirstAppearanceOrder(ClassSubset):
+    """`data` with its classes numbered in order of first appearance in its train split (GalLoP's
+    official class indices; classes absent from train follow in label order) instead of by the
+    dataset's own labels. Images, masks and the `folder` of a real dataset are the wrapped data's."""
+
+    def __init__(self, data: ClassificationData):
+        seen = list(dict.fromkeys(d.label for d in data.split("train")))
+        super().__init__(data, seen + [label for label in range(len(data.classnames)) if label not in seen], data.name)
+        self.folder = getattr(data, "folder", None)
+        self.require_shots = getattr(data, "require_shots", None)
 
 
 def in_class_order(data: ClassificationData, order: ClassOrder) -> ClassificationData:

@@ -11,11 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-import numpy as np
-from PIL import Image
-
 from vlp_core.choices import check_choice
-from vlp_core.data.base import ClassificationData, ClassOrder, Datum, relabel
+from vlp_core.data.base import ClassificationData, ClassOrder, ClassSubset, Datum, relabel
 from vlp_core.data.fewshot import base_novel_labels
 from vlp_core.data.fewshot_cache import Sampling, few_shot_path, few_shot_split
 
@@ -86,27 +83,6 @@ def make_task(data: ClassificationData, shots: int, seed: int, part: Part = "all
     base, novel = base_novel_labels(drawn)
     train = drawn if part == "all" else relabel(drawn, base if part == "base" else novel)
     return Task(data, shots, seed, part, tuple(base), tuple(novel), tuple(train))
-
-
-class ClassSubset:
-    """The classes `labels` of `data` as a dataset of their own, numbered 0..n-1 in that order; its
-    images and masks are `data`'s. It has no folder, so a few-shot draw of it is never persisted."""
-
-    def __init__(self, data: ClassificationData, labels: Sequence[int], name: str):
-        self.data, self.labels, self.name = data, list(labels), name
-
-    @property
-    def classnames(self) -> list[str]:
-        return [self.data.classnames[label] for label in self.labels]
-
-    def split(self, name: str) -> list[Datum]:
-        return relabel(self.data.split(name), self.labels)
-
-    def load_image(self, datum: Datum) -> Image.Image:
-        return self.data.load_image(datum)
-
-    def load_mask(self, datum: Datum) -> np.ndarray | None:
-        return self.data.load_mask(datum)
 
 
 def held_out_classes(data: ClassificationData, kept: Sequence[int]) -> tuple[ClassSubset, ClassSubset]:
